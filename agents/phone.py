@@ -1,0 +1,415 @@
+"""pjsua2 plumbing for the SIP agent: one endpoint, one account, at most one call.
+
+Everything runs on the main thread (threadCnt=0, mainThreadOnly): callbacks fire only inside
+`Phone.pump`, so they just record facts into the `Report` and the driver loop acts on them.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pjsua2 as pj
+
+STATE_NAMES = {
+    pj.PJSIP_INV_STATE_NULL: "NULL",
+    pj.PJSIP_INV_STATE_CALLING: "CALLING",
+    pj.PJSIP_INV_STATE_INCOMING: "INCOMING",
+    pj.PJSIP_INV_STATE_EARLY: "EARLY",
+    pj.PJSIP_INV_STATE_CONNECTING: "CONNECTING",
+    pj.PJSIP_INV_STATE_CONFIRMED: "CONFIRMED",
+    pj.PJSIP_INV_STATE_DISCONNECTED: "DISCONNECTED",
+}
+FINAL_TSX_STATES = (pj.PJSIP_TSX_STATE_COMPLETED, pj.PJSIP_TSX_STATE_TERMINATED)
+PCMU_ID = "PCMU/8000/1"
+CLOCK_RATE = 8000
+
+
+class Clock:
+    """Seconds since agent start (monotonic), plus the wall-clock start time."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.t0_wall = time.time()
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+
+@dataclass
+class Report:
+    """What one agent saw; serialised as the JSON report."""
+
+    ext: str
+    role: str
+    bind: str
+    stun: str | None
+    t0_wall: float
+    tone_hz: float | None = None
+    register_code: int | None = None
+    invite_code: int | None = None
+    states: list[dict[str, Any]] = field(default_factory=list)
+    confirmed: bool = False
+    bye: dict[str, Any] = field(default_factory=lambda: {"direction": None, "status": None})
+    local_sdp: dict[str, Any] | None = None
+    remote_sdp: dict[str, Any] | None = None
+    codec: str | None = None
+    rtp: dict[str, int] = field(default_factory=lambda: {"tx": 0, "rx": 0})
+    media_seconds: float = 0.0
+    recording: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class PhoneConfig:
+    ext: str
+    bind: str
+    sip_port: int
+    rtp_port: int
+    pbx: str | None
+    stun: str | None
+    tone_wav: Path | None
+    record_path: Path
+    log_path: Path | None
+    log_level: int
+
+
+def parse_sdp(text: str) -> dict[str, Any] | None:
+    """Connection address and audio port of an SDP (or of a SIP message carrying one)."""
+    if "\r\n\r\n" in text:
+        text = text.split("\r\n\r\n", 1)[1]
+    session_addr = media_addr = None
+    port: int | None = None
+    seen_m = in_audio = False
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("m="):
+            seen_m, in_audio = True, line.startswith("m=audio ")
+            if in_audio and port is None:
+                port = int(line.split()[1])
+        elif line.startswith("c=") and (in_audio or not seen_m):
+            if in_audio:
+                media_addr = line.split()[-1]
+            else:
+                session_addr = line.split()[-1]
+    addr = media_addr or session_addr
+    if addr is None or port is None:
+        return None
+    return {"addr": addr.split("/")[0], "port": port}
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def guarded(fn: F) -> F:
+    """Keep exceptions inside pjsua2 callbacks (a raise there would abort the process)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any) -> None:
+        try:
+            fn(self, *args)
+        except Exception as exc:  # noqa: BLE001 - recorded, reported, never re-raised
+            self.phone.note_error(f"{fn.__name__}: {exc!r}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+class AgentCall(pj.Call):
+    """Forwards call callbacks to the Phone."""
+
+    def __init__(self, phone: Phone, call_id: int = pj.PJSUA_INVALID_ID) -> None:
+        super().__init__(phone.account, call_id)
+        self.phone = phone
+
+    @guarded
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        self.phone.on_state(self, self.getInfo(), prm.e)
+
+    @guarded
+    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
+        self.phone.on_tsx(self, prm.e.body.tsxState)
+
+    @guarded
+    def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
+        self.phone.on_sdp(prm.sdp.wholeSdp, prm.remSdp.wholeSdp)
+
+    @guarded
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
+        self.phone.on_media(self)
+
+    @guarded
+    def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
+        self.phone.sample_stats()
+
+
+class AgentAccount(pj.Account):
+    """Forwards registration and incoming-call callbacks to the Phone."""
+
+    def __init__(self, phone: Phone) -> None:
+        super().__init__()
+        self.phone = phone
+
+    @guarded
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:
+        self.phone.on_reg(prm.code, prm.expiration)
+
+    @guarded
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        self.phone.on_incoming(prm.callId, prm.rdata.wholeMsg)
+
+
+class Phone:
+    """One pjsua2 endpoint with one account; owns the call and the media files."""
+
+    def __init__(self, cfg: PhoneConfig, report: Report, clock: Clock) -> None:
+        self.cfg = cfg
+        self.report = report
+        self.clock = clock
+        self.ep: pj.Endpoint | None = None
+        self.account: AgentAccount | None = None
+        self.call: AgentCall | None = None
+        self.extra_calls: list[AgentCall] = []
+        self.player: pj.AudioMediaPlayer | None = None
+        self.recorder: pj.AudioMediaRecorder | None = None
+        self.media_idx: int | None = None
+        self.media_at: float | None = None
+        self.media_end: float | None = None
+        self.confirmed_at: float | None = None
+        self.disconnected = False
+        self.state = pj.PJSIP_INV_STATE_NULL
+        self.incoming_at: float | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the library, the UDP transport, the null audio device and the account."""
+        self.ep = pj.Endpoint()
+        self.ep.libCreate()
+        self.ep.libInit(self._ep_config())
+        tcfg = pj.TransportConfig()
+        tcfg.port = self.cfg.sip_port
+        tcfg.boundAddress = self.cfg.bind
+        tid = self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        self.ep.libStart()
+        self.ep.audDevManager().setNullDev()
+        self._only_pcmu()
+        if self.cfg.tone_wav is not None:
+            self.player = pj.AudioMediaPlayer()
+            self.player.createPlayer(str(self.cfg.tone_wav), 0)  # 0: loop at EOF
+        self.account = AgentAccount(self)
+        self.account.create(self._acc_config(tid))
+
+    def close(self) -> None:
+        """Shut down in the order pjsua2 needs: media, calls, gc, account, library."""
+        self.player = self.recorder = None
+        self.call = None
+        self.extra_calls.clear()
+        gc.collect()
+        if self.account is not None:
+            self.account.shutdown()
+            self.account = None
+        if self.ep is not None:
+            self.ep.libDestroy()
+            self.ep = None
+
+    def pump(self, ms: int) -> None:
+        assert self.ep is not None
+        self.ep.libHandleEvents(ms)
+
+    def _ep_config(self) -> pj.EpConfig:
+        cfg = pj.EpConfig()
+        ua = cfg.uaConfig
+        ua.threadCnt = 0
+        ua.mainThreadOnly = True
+        ua.maxCalls = 4
+        ua.userAgent = "natlab-sipagent"
+        if self.cfg.stun:
+            ua.stunServer.append(self.cfg.stun)
+        med = cfg.medConfig
+        med.noVad = True  # VAD would stop RTP during silence
+        med.clockRate = CLOCK_RATE
+        med.sndClockRate = CLOCK_RATE
+        med.ecTailLen = 0
+        log = cfg.logConfig
+        log.level = self.cfg.log_level
+        log.consoleLevel = 0
+        if self.cfg.log_path is not None:
+            log.filename = str(self.cfg.log_path)
+        return cfg
+
+    def _only_pcmu(self) -> None:
+        assert self.ep is not None
+        for codec in self.ep.codecEnum2():
+            self.ep.codecSetPriority(codec.codecId, 255 if codec.codecId == PCMU_ID else 0)
+
+    def _acc_config(self, transport_id: int) -> pj.AccountConfig:
+        c = self.cfg
+        acc = pj.AccountConfig()
+        if c.pbx:
+            acc.idUri = f"sip:{c.ext}@{c.pbx}"
+            acc.regConfig.registrarUri = f"sip:{c.pbx}"
+            acc.regConfig.retryIntervalSec = 0
+        else:
+            acc.idUri = f"sip:{c.ext}@{c.bind}:{c.sip_port}"
+        acc.sipConfig.transportId = transport_id
+        acc.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
+        acc.mediaConfig.transportConfig.boundAddress = c.bind
+        acc.mediaConfig.transportConfig.port = c.rtp_port
+        nat = acc.natConfig
+        nat.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
+        # Media STUN only when asked: public address in SDP, Contact stays private.
+        nat.mediaStunUse = pj.PJSUA_STUN_USE_DEFAULT if c.stun else pj.PJSUA_STUN_USE_DISABLED
+        nat.contactRewriteUse = 0
+        nat.viaRewriteUse = 0
+        nat.sdpNatRewriteUse = 0
+        nat.sipOutboundUse = 0
+        nat.udpKaIntervalSec = 0
+        nat.iceEnabled = False
+        nat.turnEnabled = False
+        return acc
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def make_call(self, uri: str) -> None:
+        self.call = AgentCall(self)
+        prm = pj.CallOpParam(True)
+        prm.opt.audioCount = 1
+        prm.opt.videoCount = 0
+        self.call.makeCall(uri, prm)
+
+    def answer(self, code: int) -> None:
+        if self.call is None:
+            return
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        self.call.answer(prm)
+        if code >= 200 and self.report.invite_code is None:
+            self.report.invite_code = code
+
+    def hangup(self) -> None:
+        """End the call: our own BYE once the dialog is up, else CANCEL / a final response.
+
+        pjsua's hangup() frees the call as soon as its BYE is sent, so the BYE's response
+        would never be seen; a BYE sent with sendRequest() keeps the call until it is answered.
+        """
+        if self.call is None or self.disconnected:
+            return
+        self.sample_stats()
+        self._media_ended()
+        try:
+            if self.state in (pj.PJSIP_INV_STATE_CONNECTING, pj.PJSIP_INV_STATE_CONFIRMED):
+                prm = pj.CallSendRequestParam()
+                prm.method = "BYE"
+                self.call.sendRequest(prm)
+            else:
+                self.call.hangup(pj.CallOpParam())
+        except pj.Error as exc:
+            self.note_error(f"hangup: {exc.info()}")
+
+    def sample_stats(self) -> None:
+        """Keep the latest RTP counters (the stream disappears at hangup)."""
+        if self.call is None or self.media_idx is None:
+            return
+        try:
+            stat = self.call.getStreamStat(self.media_idx)
+        except pj.Error:
+            return
+        self.report.rtp = {"tx": stat.rtcp.txStat.pkt, "rx": stat.rtcp.rxStat.pkt}
+
+    def note_error(self, text: str) -> None:
+        if self.report.error is None:
+            self.report.error = text
+
+    def _media_ended(self) -> None:
+        if self.media_at is not None and self.media_end is None:
+            self.media_end = self.clock.now()
+            self.report.media_seconds = round(self.media_end - self.media_at, 3)
+
+    # --- callbacks -------------------------------------------------------------------------
+
+    def on_reg(self, code: int, expiration: int) -> None:
+        # The first outcome of REGISTER; ignore the un-REGISTER (200, expires 0) at shutdown.
+        if self.report.register_code is None and (code != 200 or expiration > 0):
+            self.report.register_code = code
+
+    def on_incoming(self, call_id: int, msg: str) -> None:
+        call = AgentCall(self, call_id)
+        if self.call is not None:  # one call at a time
+            prm = pj.CallOpParam()
+            prm.statusCode = 486
+            call.answer(prm)
+            self.extra_calls.append(call)
+            return
+        self.call = call
+        self.incoming_at = self.clock.now()
+        self.report.remote_sdp = parse_sdp(msg) or self.report.remote_sdp
+        self.answer(180)
+
+    def on_state(self, call: AgentCall, ci: pj.CallInfo, ev: pj.SipEvent) -> None:
+        if call is not self.call:
+            return
+        if ev.type == pj.PJSIP_EVENT_TSX_STATE:  # e.g. the BYE response that ended the call
+            self.on_tsx(call, ev.body.tsxState)
+        t = self.clock.now()
+        self.state = ci.state
+        name = STATE_NAMES.get(ci.state, str(ci.state))
+        self.report.states.append({"t": round(t, 3), "state": name, "code": ci.lastStatusCode})
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.confirmed_at = t
+            self.report.confirmed = True
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.sample_stats()
+            self._media_ended()
+            self.disconnected = True
+
+    def on_tsx(self, call: AgentCall, ev: pj.TsxStateEvent) -> None:
+        if call is not self.call:
+            return
+        tsx = ev.tsx
+        if ev.type == pj.PJSIP_EVENT_RX_MSG:
+            sdp = parse_sdp(ev.src.rdata.wholeMsg)
+            if sdp is not None:
+                self.report.remote_sdp = sdp
+        final = tsx.state in FINAL_TSX_STATES and tsx.statusCode >= 200
+        if tsx.method == "INVITE" and final and self.report.invite_code is None:
+            self.report.invite_code = tsx.statusCode
+        elif tsx.method == "BYE":
+            bye = self.report.bye
+            if bye["direction"] is None:
+                bye["direction"] = "sent" if tsx.role == pj.PJSIP_ROLE_UAC else "received"
+            if final and bye["status"] is None:
+                bye["status"] = tsx.statusCode
+
+    def on_sdp(self, local: str, remote: str) -> None:
+        self.report.local_sdp = parse_sdp(local) or self.report.local_sdp
+        if remote:
+            self.report.remote_sdp = parse_sdp(remote) or self.report.remote_sdp
+
+    def on_media(self, call: AgentCall) -> None:
+        if call is not self.call:
+            return
+        info = call.getInfo()  # keep a reference: media items point into it
+        for mi in info.media:
+            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                self._connect_audio(call, mi.index)
+                return
+
+    def _connect_audio(self, call: AgentCall, idx: int) -> None:
+        aud = call.getAudioMedia(idx)
+        if self.player is not None:
+            self.player.startTransmit(aud)
+        if self.recorder is None:
+            self.recorder = pj.AudioMediaRecorder()
+            self.recorder.createRecorder(str(self.cfg.record_path))
+            self.report.recording = str(self.cfg.record_path)
+        aud.startTransmit(self.recorder)
+        self.media_idx = idx
+        if self.media_at is None:
+            self.media_at = self.clock.now()
+        si = call.getStreamInfo(idx)
+        self.report.codec = f"{si.codecName}/{si.codecClockRate}"

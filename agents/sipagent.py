@@ -1,0 +1,334 @@
+"""Command-line SIP phone for the testbed: registers, calls or answers, plays a tone, reports.
+
+One process per phone, run inside the phone's network namespace:
+
+    python -m agents.sipagent --ext 1002 --bind 10.0.1.2 --pbx 10.0.1.1 --answer \\
+        --tone-hz 1000 --workdir out/ --report out/1002.json --ready-file out/1002.ready
+    python -m agents.sipagent --ext 1001 --bind 10.0.1.3 --pbx 10.0.1.1 --call 1002 \\
+        --stun 198.51.100.10:3478 --tone-hz 440 --duration 10 --workdir out/
+
+The JSON report is written whatever the call outcome (exit 0). Bad arguments or an internal
+failure give a non-zero exit and one error line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pjsua2 as pj
+
+from agents.phone import Clock, Phone, PhoneConfig, Report
+from agents.tones import write_tone
+
+PUMP_MS = 20
+ANSWER_DELAY = 0.2  # seconds between 180 Ringing and 200 OK
+SETTLE_SECONDS = 2.0  # how long to wait for the BYE's final response after hanging up
+STATS_EVERY = 0.2
+
+
+class UsageError(Exception):
+    """A bad command line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, no usage dump, no sys.exit
+        raise UsageError(message)
+
+
+def _ip(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+
+
+def _host_port(text: str, need_port: bool) -> str:
+    host, sep, port = text.partition(":")
+    _ip(host)
+    if need_port and not sep:
+        raise argparse.ArgumentTypeError(f"expected IP:PORT, got {text!r}")
+    if sep and not (port.isdigit() and 0 < int(port) < 65536):
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}")
+    return text
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def check(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+        return value
+
+    return check
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m agents.sipagent", description=__doc__.split("\n")[0])
+    p.add_argument("--ext", required=True, help="extension / SIP user name, e.g. 1002")
+    p.add_argument("--bind", required=True, type=_ip, help="local IPv4 address for SIP and RTP")
+    p.add_argument("--sip-port", type=_positive(int), default=5060, help="SIP UDP port (5060)")
+    p.add_argument("--rtp-port", type=_positive(int), default=4000, help="first RTP port (4000)")
+    p.add_argument(
+        "--pbx",
+        type=lambda s: _host_port(s, False),
+        metavar="IP[:PORT]",
+        help="registrar/proxy: REGISTER sip:EXT@PBX (no auth) before anything else",
+    )
+    role = p.add_mutually_exclusive_group(required=True)
+    role.add_argument(
+        "--call",
+        metavar="TARGET",
+        help="call TARGET: an extension (sip:TARGET@PBX) or a full sip: URI",
+    )
+    role.add_argument(
+        "--answer",
+        action="store_true",
+        help="auto-answer one call: 180 Ringing, then 200 OK after 0.2 s",
+    )
+    p.add_argument(
+        "--stun",
+        type=lambda s: _host_port(s, True),
+        metavar="IP:PORT",
+        help="STUN server for media only (public address in SDP); "
+        "without it every NAT helper is off",
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive(float),
+        default=10.0,
+        help="caller: hang up this many seconds after CONFIRMED (10)",
+    )
+    p.add_argument(
+        "--max-wait",
+        type=_positive(float),
+        metavar="S",
+        help="hard bound on the agent's life after registration (duration + 8)",
+    )
+    p.add_argument(
+        "--tone-hz",
+        type=_positive(float),
+        metavar="HZ",
+        help="play a looped sine of HZ into the call",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("."),
+        help="tone WAV, <ext>-heard.wav recording and pjsip log go here (.)",
+    )
+    p.add_argument("--report", type=Path, help="JSON report path (<workdir>/<ext>-report.json)")
+    p.add_argument(
+        "--ready-file", type=Path, help="touched once registered (at once without --pbx)"
+    )
+    p.add_argument(
+        "--log-level",
+        type=int,
+        default=4,
+        choices=range(0, 7),
+        metavar="0-6",
+        help="pjsip log level of <workdir>/<ext>-pjsip.log (4 logs SIP messages)",
+    )
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.call and not args.call.startswith("sip:") and not args.pbx:
+        raise UsageError("--call EXT needs --pbx (or give a full sip: URI)")
+    if args.tone_hz is not None and args.tone_hz >= 4000:
+        raise UsageError("--tone-hz must be below 4000 (8 kHz sampling)")
+    if args.max_wait is None:
+        args.max_wait = args.duration + 8
+    if args.report is None:
+        args.report = args.workdir / f"{args.ext}-report.json"
+    return args
+
+
+def target_uri(target: str, pbx: str | None) -> str:
+    return target if target.startswith("sip:") else f"sip:{target}@{pbx}"
+
+
+class Agent:
+    """Drives one Phone through register → call/answer → hang up, within deadlines."""
+
+    def __init__(self, args: argparse.Namespace, clock: Clock, stop: threading.Event) -> None:
+        self.args = args
+        self.clock = clock
+        self.stop = stop
+        self.report = Report(
+            ext=args.ext,
+            role="caller" if args.call else "callee",
+            bind=args.bind,
+            stun=args.stun,
+            t0_wall=clock.t0_wall,
+            tone_hz=args.tone_hz,
+        )
+        self.phone = Phone(self._phone_config(), self.report, clock)
+
+    def _phone_config(self) -> PhoneConfig:
+        a = self.args
+        tone = None
+        if a.tone_hz is not None:
+            tone = a.workdir / f"{a.ext}-tone-{a.tone_hz:g}.wav"
+        return PhoneConfig(
+            ext=a.ext,
+            bind=a.bind,
+            sip_port=a.sip_port,
+            rtp_port=a.rtp_port,
+            pbx=a.pbx,
+            stun=a.stun,
+            tone_wav=tone,
+            record_path=a.workdir / f"{a.ext}-heard.wav",
+            log_path=a.workdir / f"{a.ext}-pjsip.log",
+            log_level=a.log_level,
+        )
+
+    def run(self) -> None:
+        """Set up, run the call, shut down; pjsua2 errors propagate after shutdown."""
+        a = self.args
+        a.workdir.mkdir(parents=True, exist_ok=True)
+        cfg = self.phone.cfg
+        if cfg.tone_wav is not None:  # longer than any call: the agent lives <= max-wait
+            write_tone(cfg.tone_wav, a.tone_hz, a.max_wait + 5)
+        try:
+            self.phone.start()
+            if a.pbx and not self._register():
+                return
+            if a.ready_file is not None:
+                a.ready_file.touch()
+            self._converse()
+        finally:
+            self.phone.close()
+
+    def _register(self) -> bool:
+        deadline = self.clock.now() + self.args.max_wait
+        while self.report.register_code is None:
+            if self.clock.now() >= deadline or self.stop.is_set():
+                self.report.error = "registration timed out"
+                return False
+            self.phone.pump(PUMP_MS)
+        if self.report.register_code != 200:
+            self.report.error = f"registration failed: {self.report.register_code}"
+            return False
+        return True
+
+    def _converse(self) -> None:
+        deadline = self.clock.now() + self.args.max_wait
+        if self.args.call:
+            self.phone.make_call(target_uri(self.args.call, self.args.pbx))
+        if self._call_loop(deadline):
+            self._settle()
+        else:
+            self._settle(0.5)  # let the last responses (e.g. 200 to BYE) go out
+        self._explain_failure()
+
+    def _explain_failure(self) -> None:
+        r = self.report
+        if r.confirmed or r.error is not None:
+            return
+        if self.phone.call is None:
+            r.error = "no call arrived within max-wait"
+        elif r.invite_code is not None and r.invite_code >= 300:
+            r.error = f"call failed: {r.invite_code}"
+        else:
+            r.error = "call not confirmed within max-wait"
+
+    def _call_loop(self, deadline: float) -> bool:
+        """Pump until the call ends or it is time to hang up; True if we hung up."""
+        phone, answered, last_sample = self.phone, False, 0.0
+        while not phone.disconnected:
+            phone.pump(PUMP_MS)
+            now = self.clock.now()
+            if now - last_sample >= STATS_EVERY:
+                phone.sample_stats()
+                last_sample = now
+            if phone.incoming_at is not None and not answered and not phone.disconnected:
+                if now >= phone.incoming_at + ANSWER_DELAY:
+                    self._answer()
+                    answered = True
+            limit = deadline
+            if self.args.call and phone.confirmed_at is not None:
+                limit = min(deadline, phone.confirmed_at + self.args.duration)
+            if now >= limit or self.stop.is_set():
+                if phone.call is None:
+                    return False
+                phone.hangup()
+                return True
+        return False
+
+    def _answer(self) -> None:
+        try:
+            self.phone.answer(200)
+        except pj.Error as exc:
+            self.phone.note_error(f"answer: {exc.reason}")
+
+    def _settle(self, seconds: float = SETTLE_SECONDS) -> None:
+        """Pump until the call is gone and any BYE has its final response, at most `seconds`."""
+        end = self.clock.now() + seconds
+        while self.clock.now() < end:
+            bye = self.report.bye
+            bye_open = bye["direction"] is not None and bye["status"] is None
+            if self.phone.disconnected and not bye_open:
+                break
+            self.phone.pump(PUMP_MS)
+
+
+def write_report(report: Report, path: Path) -> None:
+    """Write the JSON report atomically (a runner may be polling for it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    clock = Clock()
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        print(f"sipagent: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    stop = threading.Event()
+    previous = _install_stop_handlers(stop)
+    agent = Agent(args, clock, stop)
+    status = 0
+    try:
+        agent.run()
+    except (pj.Error, OSError) as exc:
+        text = exc.info() if isinstance(exc, pj.Error) else str(exc)
+        agent.report.error = f"internal: {text}"
+        print(f"sipagent: error: {text}", file=sys.stderr)
+        status = 1
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    try:
+        write_report(agent.report, args.report)
+    except OSError as exc:
+        print(f"sipagent: error: cannot write report: {exc}", file=sys.stderr)
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

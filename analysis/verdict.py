@@ -1,0 +1,221 @@
+"""Verdict of one call and its explanation from evidence (agent reports + router captures).
+
+A call works when: the caller got 200 OK and both sides reached CONFIRMED (the callee got the
+ACK), the BYE was answered, each direction received >= 95 % of the RTP the other side sent (and
+each side sent at least 90 % of duration x 50 packets), and each recording holds the far tone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.tones import contains_tone
+from analysis.evidence import Captures, Labels, final_response, requests, responses, where
+from analysis.packets import SipMessage
+from scenarios.model import Scenario
+from topology.plan import Plan, phone_name
+
+RTP_RATIO = 0.95
+PACKETS_PER_S = 50  # 20 ms ptime
+
+
+@dataclass
+class Verdict:
+    name: str
+    stun: bool
+    trunk: str
+    expect: str
+    verdict: str  # works | fails
+    rtp_received: dict[str, int]
+    rtp_sent: dict[str, int]
+    checks: dict[str, bool]
+    explanation: str
+    evidence: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _rtp(report: dict[str, Any], key: str) -> int:
+    return int((report.get("rtp") or {}).get(key) or 0)
+
+
+def _checks(sc: Scenario, plan: Plan, caller: dict[str, Any], callee: dict[str, Any]) -> dict[str, bool]:
+    min_tx = 0.9 * sc.duration_s * PACKETS_PER_S
+    heard = {
+        "caller_heard_callee": _heard(caller, plan.call.callee_tone_hz),
+        "callee_heard_caller": _heard(callee, plan.call.caller_tone_hz),
+    }
+    return {
+        "invite_200": caller.get("invite_code") == 200,
+        "caller_confirmed": bool(caller.get("confirmed")),
+        "callee_confirmed": bool(callee.get("confirmed")),
+        "bye_answered": _bye_ok(caller) or _bye_ok(callee),
+        "rtp_to_caller": _rtp(callee, "tx") >= min_tx
+        and _rtp(caller, "rx") >= RTP_RATIO * _rtp(callee, "tx"),
+        "rtp_to_callee": _rtp(caller, "tx") >= min_tx
+        and _rtp(callee, "rx") >= RTP_RATIO * _rtp(caller, "tx"),
+        **heard,
+    }
+
+
+def _bye_ok(report: dict[str, Any]) -> bool:
+    bye = report.get("bye") or {}
+    return bye.get("direction") == "sent" and bye.get("status") == 200
+
+
+def _heard(report: dict[str, Any], hz: int) -> bool:
+    rec = report.get("recording")
+    return bool(rec) and Path(rec).exists() and contains_tone(Path(rec), hz)
+
+
+class Explainer:
+    """Builds the sentences: what went wrong first, and where the packets show it."""
+
+    def __init__(self, plan: Plan, sc: Scenario, caps: Captures):
+        self.plan, self.sc, self.caps = plan, sc, caps
+        self.label = Labels(plan)
+        self.caller_lan, self.callee_lan = plan.lan_of(sc.caller), plan.lan_of(sc.callee)
+        self.c_lan = f"r{self.caller_lan.index}-lan"
+        self.c_wan = f"r{self.caller_lan.index}-wan"
+        self.e_lan = f"r{self.callee_lan.index}-lan"
+        self.e_wan = f"r{self.callee_lan.index}-wan"
+        self.c_pbx, self.e_pbx = self.caller_lan.pbx_name, self.callee_lan.pbx_name
+        self.c_ip = self.caller_lan.phones[sc.caller]
+        self.e_ip = self.callee_lan.phones[sc.callee]
+        invite = caps.first_invite(self.c_pbx, self.c_ip)
+        self.call_id = invite.call_id if invite else ""
+        self.msgs = {k: caps.call_sip(k, self.call_id) for k in caps.sip}
+
+    def signalling(self, checks: dict[str, bool]) -> list[str]:
+        sc, lab = self.sc, self.label
+        if not self.call_id:
+            return [f"{sc.caller} never sent an INVITE ({self.c_pbx}.pcap has none)."]
+        to_caller = [m for m in self.msgs[self.c_pbx] if m.pkt.dst == self.c_ip]
+        final = final_response(to_caller, "INVITE")
+        if final is None:
+            return [f"The INVITE from {sc.caller} got no final response "
+                    f"({self.c_pbx}.pcap shows {len(requests(self.msgs[self.c_pbx], 'INVITE'))} "
+                    "INVITE(s) and no answer)."]
+        if final.status != 200:
+            out = [f"{lab(final.pkt.src)} answered the INVITE with '{final.first_line[8:]}' "
+                   f"({where(self.c_pbx, final)})."]
+            if not self.msgs[self.c_wan]:
+                out.append(f"{self.c_wan}.pcap has 0 SIP packets of this call: it never left "
+                           f"LAN{self.caller_lan.index}.")
+            return out
+        if not checks["callee_confirmed"]:
+            return self._lost_in_dialog("ACK", f"{sc.callee} never got the ACK")
+        if not checks["bye_answered"]:
+            return self._lost_in_dialog("BYE", "the BYE was never answered")
+        ack = [m for m in requests(self.msgs[self.e_pbx], "ACK") if m.pkt.dst == self.e_ip]
+        ok = [f"Signalling completed: 200 OK ({where(self.c_pbx, final)}), ACK delivered to "
+              f"{sc.callee}" + (f" ({where(self.e_pbx, ack[0])})" if ack else "")]
+        bye_ok = responses(self.msgs[self.c_pbx], "BYE", 200)
+        if bye_ok:
+            ok[0] += f", BYE answered 200 OK ({where(self.c_pbx, bye_ok[0])})"
+        return [ok[0] + "."]
+
+    def _lost_in_dialog(self, method: str, what: str) -> list[str]:
+        lab = self.label
+        sent = requests(self.msgs[self.c_wan], method) or requests(self.msgs[self.e_wan], method)
+        if not sent:
+            return [f"{what}: no {method} of this call appears on either WAN capture."]
+        first = sent[0]
+        intf = self.c_wan if first in self.msgs[self.c_wan] else self.e_wan
+        out = [f"{what}: the {method} left toward {lab(first.pkt.dst)} ({where(intf, first)})"]
+        if lab.is_private(first.pkt.dst):
+            out[0] += ", a private address that no public router can reach"
+            rr = self._record_route_private()
+            if rr:
+                out[0] += f"; it was taken from the Record-Route '{rr[1]}' ({rr[0]})"
+        out[0] += "."
+        retrans = [m for m in responses(self.msgs[self.e_pbx], "INVITE", 200)
+                   if m.pkt.src == self.e_ip]
+        if method == "ACK" and len(retrans) > 1:
+            out.append(f"{self.sc.callee} kept retransmitting its 200 OK: {len(retrans)} copies "
+                       f"in {self.e_pbx}.pcap.")
+        return out
+
+    def _record_route_private(self) -> tuple[str, str] | None:
+        for intf in (self.c_wan, self.e_wan):
+            for m in self.msgs[intf]:
+                for rr in m.headers.get("record-route", []):
+                    host = rr.split("sip:", 1)[-1].split(";")[0].split(">")[0].split(":")[0]
+                    if host and self.label.is_private(host):
+                        return str(where(intf, m)), rr
+        return None
+
+    def media(self, reports: dict[str, dict[str, Any]], checks: dict[str, bool]) -> list[str]:
+        out = []
+        for snd, rcv, key in (("caller", "callee", "rtp_to_callee"),
+                              ("callee", "caller", "rtp_to_caller")):
+            out.append(self._direction(snd, rcv, reports, checks[key]))
+        return out
+
+    def _offer(self, role: str) -> tuple[SipMessage | None, str]:
+        """The SDP `role` sent, as seen on its own LAN (INVITE for caller, 200 OK for callee)."""
+        intf, ip = (self.c_pbx, self.c_ip) if role == "caller" else (self.e_pbx, self.e_ip)
+        msgs = [m for m in self.msgs[intf] if m.pkt.src == ip]
+        cand = requests(msgs, "INVITE") if role == "caller" else responses(msgs, "INVITE", 200)
+        for m in cand:
+            if m.sdp is not None:
+                return m, intf
+        return None, intf
+
+    def _direction(self, snd: str, rcv: str, reports: dict[str, dict[str, Any]], ok: bool) -> str:
+        sc, lab = self.sc, self.label
+        s_ext, r_ext = (sc.caller, sc.callee) if snd == "caller" else (sc.callee, sc.caller)
+        tx, rx = _rtp(reports[snd], "tx"), _rtp(reports[rcv], "rx")
+        head = f"RTP {s_ext} -> {r_ext}: sent {tx}, received {rx}"
+        offer, intf = self._offer(rcv)
+        if offer is None or offer.sdp is None or offer.sdp.addr is None:
+            return f"{head}; {r_ext} never sent an SDP (no media negotiated)."
+        sdp = offer.sdp
+        what = "INVITE" if rcv == "caller" else "200 OK"
+        c_line = f"c={sdp.addr} m=audio {sdp.audio_port}"
+        s_lan = self.caller_lan if snd == "caller" else self.callee_lan
+        s_wan = f"r{s_lan.index}-wan"
+        if ok:
+            kind = "public" if lab.is_public(sdp.addr) else "private"
+            return (f"{head}. The {what} from {r_ext} offered {c_line} ({lab(sdp.addr)}, "
+                    f"{kind}; {where(intf, offer)}).")
+        if lab.is_private(sdp.addr) and sdp.addr not in s_lan.phones.values():
+            out_pkts = self.caps.rtp_to(s_wan, sdp.addr, sdp.audio_port)
+            first = f", first {where(s_wan, out_pkts[0])}" if out_pkts else ""
+            return (f"{head}. The {what} from {r_ext} offers {c_line}, a private address of "
+                    f"{lab.lan_name(sdp.addr) or 'another network'} ({where(intf, offer)}); "
+                    f"r{s_lan.index} sent {s_ext}'s RTP nowhere: {s_wan}.pcap has "
+                    f"{len(out_pkts)} RTP packets to {sdp.addr}{first}, which the public core "
+                    "cannot route.")
+        r_lan = self.callee_lan if rcv == "callee" else self.caller_lan
+        r_wan, r_lan_if = f"r{r_lan.index}-wan", f"r{r_lan.index}-lan"
+        arrived = self.caps.rtp_to(r_wan, sdp.addr, sdp.audio_port)
+        inside = self.caps.rtp_to(r_lan_if, r_lan.phones[r_ext])
+        at_phone = self.caps.rtp_to(phone_name(r_ext), r_lan.phones[r_ext])
+        return (f"{head}. The {what} from {r_ext} offered {c_line} ({where(intf, offer)}); "
+                f"{r_wan}.pcap has {len(arrived)} RTP packets to it, r{r_lan.index} passed "
+                f"{len(inside)} into LAN{r_lan.index} ({r_lan_if}.pcap) and "
+                f"{phone_name(r_ext)}.pcap shows {len(at_phone)} reaching {r_ext}.")
+
+
+def judge(plan: Plan, sc: Scenario, reports: dict[str, dict[str, Any]],
+          pcaps: dict[str, Path], seconds: float = 0.0) -> Verdict:
+    caller, callee = reports.get("caller", {}), reports.get("callee", {})
+    checks = _checks(sc, plan, caller, callee)
+    works = all(checks.values())
+    ex = Explainer(plan, sc, Captures(pcaps))
+    sig = ex.signalling(checks)
+    media = ex.media({"caller": caller, "callee": callee}, checks) if ex.call_id else []
+    failed = [k for k, v in checks.items() if not v]
+    lead = "Works: every check passed." if works else f"Fails ({', '.join(failed)})."
+    evidence = sig + media
+    return Verdict(
+        name=sc.name, stun=sc.stun, trunk=sc.trunk, expect=sc.expect,
+        verdict="works" if works else "fails",
+        rtp_received={"caller": _rtp(caller, "rx"), "callee": _rtp(callee, "rx")},
+        rtp_sent={"caller": _rtp(caller, "tx"), "callee": _rtp(callee, "tx")},
+        checks=checks, explanation=" ".join([lead, *evidence]), evidence=evidence,
+        seconds=round(seconds, 2))

@@ -1,0 +1,65 @@
+"""Packet capture with tcpdump inside a node's namespace, one pcap per interface."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+
+class CaptureError(RuntimeError):
+    pass
+
+
+class Capture:
+    """tcpdump -i <intf> -w <pcap>; ready once it prints 'listening on'."""
+
+    def __init__(self, host: Any, intf: str, pcap: Path):
+        self.host, self.intf, self.pcap = host, intf, pcap
+        self.log = pcap.with_suffix(".tcpdump.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = ["tcpdump", "-i", self.intf, "-n", "-U", "-s", "0", "-Z", "root", "-w", str(self.pcap)]
+        with open(self.log, "wb") as log:
+            self.proc = self.host.popen(args, stdout=log, stderr=log)
+
+    def wait_ready(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_text(errors="replace") if self.log.exists() else ""
+            if "listening on" in text:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                last = text.strip().splitlines()[-1] if text.strip() else "no output"
+                raise CaptureError(f"tcpdump on {self.host.name}:{self.intf} exited: {last}")
+            time.sleep(0.02)
+        raise CaptureError(f"tcpdump on {self.host.name}:{self.intf} not ready after {timeout}s")
+
+    def stop(self, timeout: float = 3.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, signal.SIGINT)  # flushes the file
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def start_captures(specs: list[tuple[Any, str, Path]]) -> list[Capture]:
+    """Start every capture, then wait for all to be ready (stops them all on failure)."""
+    caps = [Capture(host, intf, path) for host, intf, path in specs]
+    try:
+        for cap in caps:
+            cap.start()
+        for cap in caps:
+            cap.wait_ready()
+    except BaseException:
+        for cap in caps:
+            cap.stop()
+        raise
+    return caps

@@ -1,0 +1,176 @@
+"""natlab command line: run the experiment, explore the topology, clean up, check a config."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from analysis.verdict import Verdict, judge
+from capture.tcpdump import CaptureError
+from natlab.guard import AlreadyRunning, RunLock, clean_leftovers, is_locked, raise_on_term
+from natlab.preflight import PreflightError, preflight
+from report.write import new_run_dir, text_table, write_run
+from scenarios.model import Scenario, available_sets, select
+from scenarios.runner import RawRun, RunError, run_scenario
+from services.daemon import DaemonError
+from topology.plan import ConfigError, Plan, load_plan
+from topology.router import RouterError
+
+ROOT = Path(__file__).resolve().parent.parent
+INPUT_ERRORS = (ConfigError, PreflightError, AlreadyRunning)
+RUN_ERRORS = (DaemonError, RunError, RouterError, CaptureError)
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    return load_plan(Path(args.config) if args.config else None)
+
+
+def _phones(plan: Plan) -> list[str]:
+    return sorted(e for lan in plan.lans for e in lan.phones)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    scenarios = select(plan, args.set, args.scenario)  # all input is checked before any start
+    preflight()
+    lock = RunLock()
+    rundir = new_run_dir(Path(args.results))
+    lock.acquire(rundir.resolve(), _phones(plan))
+    raise_on_term()
+    started = time.monotonic()
+    verdicts: list[Verdict] = []
+    try:
+        for sc in scenarios:
+            print(f"natlab: {sc.name}: {sc.description} ...", flush=True)
+            raw = run_scenario(plan, sc, rundir / sc.name)
+            verdicts.append(_judge(plan, raw))
+            print(f"natlab: {sc.name}: {verdicts[-1].verdict} ({raw.seconds:.1f} s)", flush=True)
+    finally:
+        left = clean_leftovers(lock.state_file)
+        lock.release()
+        if left:
+            print(f"natlab: removed leftovers: {', '.join(left)}", file=sys.stderr)
+    meta = {"run_id": rundir.name, "wall_s": round(time.monotonic() - started, 2),
+            "set": args.set if not args.scenario else "custom", "impairment": "none"}
+    write_run(rundir, plan, verdicts, meta)
+    print(text_table(verdicts))
+    print(f"natlab: wrote {rundir}/summary.json and report.md ({meta['wall_s']:.1f} s)")
+    disagree = [v.name for v in verdicts if v.verdict != v.expect]
+    if disagree and args.strict:
+        print(f"natlab: verdict differs from the paper for: {', '.join(disagree)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _judge(plan: Plan, raw: RawRun) -> Verdict:
+    verdict = judge(plan, raw.scenario, raw.reports, raw.pcaps, raw.seconds)
+    (raw.dir / "verdict.json").write_text(json.dumps(verdict.as_dict(), indent=2) + "\n")
+    return verdict
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    for set_name in available_sets():
+        for sc in select(plan, set_name):
+            stun = "stun" if sc.stun else "no-stun"
+            print(f"{set_name}/{sc.name}  {stun:7}  trunk={sc.trunk:9}  expect={sc.expect}  "
+                  f"{sc.description}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    n = sum(len(select(plan, s)) for s in available_sets())
+    print(f"natlab: {plan.source}: valid ({len(_phones(plan))} phones, {n} scenarios)")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    if is_locked():
+        raise AlreadyRunning("a natlab run is active; stop it first (Ctrl-C) instead of cleaning")
+    removed = clean_leftovers()
+    print("natlab: removed " + (", ".join(removed) if removed else "nothing (already clean)"))
+    return 0
+
+
+def cmd_cli(args: argparse.Namespace) -> int:
+    from mininet.cli import CLI
+
+    from scenarios.runner import port_forwards, start_services
+    from topology.net import Network
+
+    plan = _plan(args)
+    sc = Scenario(name="cli", description="interactive", stun=True, trunk=args.trunk,
+                  expect="works", caller=plan.call.caller, callee=plan.call.callee,
+                  duration_s=plan.call.duration_s)
+    preflight()
+    lock = RunLock()
+    rundir = new_run_dir(Path(args.results))
+    lock.acquire(rundir.resolve(), _phones(plan))
+    raise_on_term()
+    try:
+        with ExitStack() as stack:
+            net = stack.enter_context(Network(plan, port_forwards(plan, args.trunk)))
+            start_services(stack, net, plan, sc, rundir)
+            print(CLI_HELP.format(venv=sys.executable, pbx=plan.lans[0].pbx,
+                                  stun=plan.servers.stun, rundir=rundir))
+            CLI(net.net)
+    finally:
+        clean_leftovers(lock.state_file)
+        lock.release()
+    return 0
+
+
+CLI_HELP = """
+natlab: topology up, STUN + both PBXs running (logs in {rundir}). Try:
+  p1002 ping -c1 192.0.2.10            LAN -> public works
+  stun ping -c1 203.0.113.2            public -> LAN is blocked by the WAN firewall
+  r1 conntrack -L                      the router's NAT table
+  r1 tcpdump -ni r1-wan udp &          watch the trunk and RTP
+  p2005 {venv} -m agents.sipagent --ext 2005 --bind 192.168.1.25 --pbx {pbx} --answer \\
+        --stun {stun}:3478 --duration 5 --workdir /tmp --report /tmp/2005.json &
+  p1002 {venv} -m agents.sipagent --ext 1002 --bind 172.16.10.12 --pbx 172.16.10.10 \\
+        --call 2005 --stun {stun}:3478 --duration 5 --workdir /tmp --report /tmp/1002.json
+Type exit (or Ctrl-D) to tear everything down.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="natlab", description=__doc__)
+    p.add_argument("--config", help="address plan TOML (default: config/default.toml)")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run scenarios, capture, analyse, write results/<run-id>/")
+    run.add_argument("--set", default="default", help="scenario set (a folder in scenarios/)")
+    run.add_argument("--scenario", action="append", metavar="NAME",
+                     help="run only this scenario (repeatable; a name or a .toml path)")
+    run.add_argument("--results", default=str(ROOT / "results"), help="results folder")
+    run.add_argument("--strict", action="store_true",
+                     help="exit 1 when a verdict differs from the scenario's expectation")
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("list", help="list scenario sets and scenarios").set_defaults(func=cmd_list)
+    sub.add_parser("check", help="validate the config and every scenario").set_defaults(
+        func=cmd_check)
+    sub.add_parser("clean", help="remove leftovers of a killed run").set_defaults(func=cmd_clean)
+    cli = sub.add_parser("cli", help="topology + daemons up, then the Mininet CLI")
+    cli.add_argument("--trunk", choices=("none", "naive", "nat-aware"), default="nat-aware")
+    cli.add_argument("--results", default=str(ROOT / "results"), help="results folder")
+    cli.set_defaults(func=cmd_cli)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except INPUT_ERRORS as exc:
+        print(f"natlab: error: {exc}", file=sys.stderr)
+        return 2
+    except RUN_ERRORS as exc:
+        print(f"natlab: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("natlab: interrupted; everything was torn down", file=sys.stderr)
+        return 130

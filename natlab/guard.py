@@ -1,0 +1,152 @@
+"""One run at a time, and nothing left behind: run lock, state file, leftover cleanup.
+
+Every process a run starts has the run folder in its command line (config, log or report
+path), and every namespace shell is `mininet:<node>`; cleanup finds them by that, so even a
+run killed with SIGKILL can be cleaned by `natlab clean`.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+STATE_DIR = Path("/run/natlab")
+NODE_NAMES = ("r1", "r2", "core", "stun", "pbx1", "pbx2")
+SWITCHES = ("s1", "s2", "s3")
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+@dataclass
+class RunState:
+    owner: int
+    rundir: str
+    phones: list[str] = field(default_factory=list)
+
+
+class RunLock:
+    """An exclusive lock plus a state file describing what the run may leave behind."""
+
+    def __init__(self, state_dir: Path = STATE_DIR):
+        self.dir = state_dir
+        self.fh: IO[str] | None = None
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    def acquire(self, rundir: Path, phones: list[str]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fh = open(self.dir / "lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            owner = read_state(self.state_file)
+            who = f" (pid {owner.owner}, {owner.rundir})" if owner else ""
+            raise AlreadyRunning(f"another natlab run is active{who}; wait for it to finish") from None
+        self.fh = fh
+        if read_state(self.state_file) is not None:
+            clean_leftovers(self.state_file)  # a killed run's debris
+        state = RunState(owner=os.getpid(), rundir=str(rundir), phones=phones)
+        self.state_file.write_text(json.dumps(state.__dict__))
+
+    def release(self) -> None:
+        if self.fh is not None:
+            self.state_file.unlink(missing_ok=True)
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+            self.fh = None
+
+
+def is_locked(state_dir: Path = STATE_DIR) -> bool:
+    path = state_dir / "lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def read_state(path: Path) -> RunState | None:
+    try:
+        return RunState(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _cmdlines() -> dict[int, str]:
+    out: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                raw = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            out[int(entry.name)] = raw.replace(b"\0", b" ").decode(errors="replace")
+    return out
+
+
+def our_processes(rundir: str | None, phones: list[str]) -> list[int]:
+    """Processes of a natlab run: its namespace shells and anything naming its run folder."""
+    shells = {f"mininet:{n}" for n in (*NODE_NAMES, *(f"p{e}" for e in phones))}
+    me = os.getpid()
+    found = []
+    for pid, cmd in _cmdlines().items():
+        if pid == me:
+            continue
+        words = cmd.split()
+        if any(w in shells for w in words) or (rundir and rundir in cmd):
+            found.append(pid)
+    return found
+
+
+def leftover_links() -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+    return [n for n in names if n in SWITCHES or n.startswith(tuple(f"{s}-eth" for s in SWITCHES))]
+
+
+def kill_all(pids: list[int], grace: float = 2.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.05)
+
+
+def clean_leftovers(state_file: Path = STATE_DIR / "state.json") -> list[str]:
+    """Remove what a dead run left: processes, bridges, veths. Returns what was removed."""
+    state = read_state(state_file)
+    pids = our_processes(state.rundir if state else None, state.phones if state else [])
+    kill_all(pids)
+    links = leftover_links()
+    for name in sorted(links, key=lambda n: n in SWITCHES):  # ports first, then bridges
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    state_file.unlink(missing_ok=True)
+    return [f"pid {p}" for p in pids] + [f"link {n}" for n in links]
+
+
+def raise_on_term() -> None:
+    """SIGTERM/SIGHUP behave like Ctrl-C, so `finally` blocks tear everything down."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)

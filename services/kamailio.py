@@ -1,0 +1,164 @@
+"""A kamailio PBX: registrar + stateful proxy, with an optional trunk to the other PBX."""
+
+from __future__ import annotations
+
+import re
+import string
+import subprocess
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from services.daemon import Daemon, DaemonError, last_line
+from services.host import Host
+from services.probe import run_in_host
+
+TEMPLATE = Path(__file__).parent / "templates" / "kamailio.cfg.tmpl"
+MODULE_PATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+
+
+class TrunkMode(Enum):
+    NONE = "none"  # the PBX knows nothing of the other side
+    NAIVE = "naive"  # one socket, private address in Via/Record-Route
+    NAT_AWARE = "nat-aware"  # a second socket advertising the public address
+
+
+@dataclass(frozen=True)
+class PbxOptions:
+    name: str  # "pbx1"
+    lan_ip: str  # the PBX's private address
+    public_ip: str  # its NAT router's public address
+    local_prefix: str  # extensions <prefix>xxx register here
+    peer_prefix: str  # extensions <prefix>xxx live behind the other PBX
+    peer_public_ip: str  # the other router's public address
+    trunk: TrunkMode
+    sip_port: int = 5060
+    trunk_port: int = 5080
+
+    def __post_init__(self) -> None:
+        for prefix in (self.local_prefix, self.peer_prefix):
+            if not prefix.isdigit():
+                raise ValueError(f"{self.name}: extension prefix {prefix!r} is not digits")
+        if self.local_prefix == self.peer_prefix:
+            raise ValueError(f"{self.name}: local and peer prefix are both {self.local_prefix!r}")
+        if self.sip_port == self.trunk_port:
+            raise ValueError(f"{self.name}: sip_port and trunk_port are both {self.sip_port}")
+
+    def forwarded_port(self) -> int | None:
+        """The port the NAT router must forward to this PBX (None: no forward)."""
+        return {TrunkMode.NONE: None, TrunkMode.NAIVE: self.sip_port,
+                TrunkMode.NAT_AWARE: self.trunk_port}[self.trunk]
+
+
+class _CfgTemplate(string.Template):
+    delimiter = "%%"  # kamailio's own variables use $
+
+
+def _user_re(prefix: str) -> str:
+    return f"^{prefix}[0-9]{{3}}$"
+
+
+def _peer_action(o: PbxOptions) -> str:
+    """The body of route[PEER] for the trunk mode."""
+    if o.trunk is TrunkMode.NONE:
+        return "\n    ".join([
+            'xlog("L_NOTICE", "$rm $ru from $si:$sp -> 404 no trunk\\n");',
+            f'sl_send_reply("404", "No route to {o.peer_prefix}xxx");',
+            "exit;",
+        ])
+    port = o.sip_port if o.trunk is TrunkMode.NAIVE else o.trunk_port
+    lines = [f'$rd = "{o.peer_public_ip}";', f"$rp = {port};"]
+    if o.trunk is TrunkMode.NAT_AWARE:
+        lines.append(f"force_send_socket(udp:{o.lan_ip}:{o.trunk_port});")
+    lines += [f'xlog("L_NOTICE", "$rm $ou from $si:$sp -> trunk ({o.trunk.value}) $ru\\n");',
+              "route(RELAY);"]
+    return "\n    ".join(lines)
+
+
+def _listen(o: PbxOptions) -> str:
+    lines = [f"listen=udp:{o.lan_ip}:{o.sip_port}"]
+    if o.trunk is TrunkMode.NAT_AWARE:
+        lines.append(f"listen=udp:{o.lan_ip}:{o.trunk_port} advertise {o.public_ip}:{o.trunk_port}")
+    return "\n".join(lines)
+
+
+def render_config(o: PbxOptions) -> str:
+    """The kamailio.cfg text for these options."""
+    return _CfgTemplate(TEMPLATE.read_text()).substitute(
+        name=o.name,
+        trunk_mode=o.trunk.value,
+        listen=_listen(o),
+        module_path=MODULE_PATH,
+        local_user_re=_user_re(o.local_prefix),
+        peer_user_re=_user_re(o.peer_prefix),
+        lan_socket=f"udp:{o.lan_ip}:{o.sip_port}",
+        peer_action=_peer_action(o),
+    )
+
+
+_LOG_LINE = re.compile(r"(?:ERROR|CRITICAL): .*?\]: (?:\w+\(\): )?(?P<msg>.*)")
+_CFG_LINE = re.compile(r"parse error in config file .*?, line (?P<line>\d+)")
+
+
+def first_error(output: str) -> str:
+    """The first ERROR/CRITICAL message of kamailio's output (+ the config line), else the
+    last line."""
+    errors = [m.group("msg").strip() for m in _LOG_LINE.finditer(output)]
+    if not errors:
+        return last_line(output)
+    where = _CFG_LINE.search(output)
+    return errors[0] + (f" (config line {where.group('line')})" if where else "")
+
+
+class Kamailio(Daemon):
+    """kamailio in the foreground, all its files under workdir."""
+
+    check_timeout = 10.0  # seconds for `kamailio -c`
+    probe_timeout = 0.5  # seconds per readiness attempt
+
+    def __init__(self, host: Host, workdir: Path, options: PbxOptions) -> None:
+        super().__init__(host, workdir)
+        self.options = options
+        self.name = options.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / f"{self.name}.cfg"
+
+    def render(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / f"{self.name}.run").mkdir(exist_ok=True)
+        self.config_path.write_text(render_config(self.options))
+
+    def _base_args(self) -> list[str]:
+        return ["kamailio", "-f", str(self.config_path), "-m", "32", "-M", "8"]
+
+    def command(self) -> list[str]:
+        return self._base_args() + [
+            "-DD", "-E",
+            "-P", str(self.workdir / f"{self.name}.pid"),
+            "-Y", str(self.workdir / f"{self.name}.run"),
+            "-w", str(self.workdir),
+        ]
+
+    def check(self) -> None:
+        """`kamailio -c` inside the host (so listen addresses exist)."""
+        proc = self.host.popen(self._base_args() + ["-c"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            out, _ = proc.communicate(timeout=self.check_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise DaemonError(f"{self.name}: config check timed out") from None
+        if proc.returncode != 0:
+            text = out.decode(errors="replace")
+            raise DaemonError(f"{self.name}: config check failed: {first_error(text)}")
+
+    def failure_line(self, log: str) -> str:
+        return first_error(log)
+
+    def probe(self) -> bool:
+        o = self.options
+        result = run_in_host(self.host, "sip-options", o.lan_ip, o.sip_port, self.probe_timeout)
+        return result is not None and result.get("status") == 200

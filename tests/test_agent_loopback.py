@@ -1,0 +1,168 @@
+"""Two real pjsua2 agents on 127.0.0.1: a direct call, and a call to nobody."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.sipagent import main
+from agents.tones import contains_tone
+
+REPO = Path(__file__).resolve().parents[1]
+DURATION = 3.0
+CALLER_HZ, CALLEE_HZ = 440.0, 1000.0
+PACKETS_PER_SECOND = 50  # PCMU, 20 ms ptime
+
+
+def agent(workdir: Path, ext: str, sip_port: int, rtp_port: int, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "agents.sipagent",
+        "--ext",
+        ext,
+        "--bind",
+        "127.0.0.1",
+        "--sip-port",
+        str(sip_port),
+        "--rtp-port",
+        str(rtp_port),
+        "--workdir",
+        str(workdir),
+        "--report",
+        str(workdir / f"{ext}.json"),
+        *extra,
+    ]
+
+
+def wait_for(path: Path, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def finish(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+@pytest.fixture(scope="module")
+def call_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Run callee 2000 and caller 1000 once; return both JSON reports by role."""
+    work = tmp_path_factory.mktemp("loopback")
+    ready = work / "2000.ready"
+    callee = subprocess.Popen(
+        agent(
+            work,
+            "2000",
+            5081,
+            4110,
+            "--answer",
+            "--tone-hz",
+            str(CALLEE_HZ),
+            "--max-wait",
+            str(DURATION + 10),
+            "--ready-file",
+            str(ready),
+        ),
+        cwd=REPO,
+    )
+    try:
+        wait_for(ready, 10)
+        caller = subprocess.Popen(
+            agent(
+                work,
+                "1000",
+                5082,
+                4210,
+                "--call",
+                "sip:2000@127.0.0.1:5081",
+                "--tone-hz",
+                str(CALLER_HZ),
+                "--duration",
+                str(DURATION),
+            ),
+            cwd=REPO,
+        )
+        assert finish(caller, DURATION + 20) == 0
+        assert finish(callee, 20) == 0
+    finally:
+        if callee.poll() is None:
+            callee.kill()
+            callee.wait()
+    return {ext: json.loads((work / f"{ext}.json").read_text()) for ext in ("1000", "2000")}
+
+
+@pytest.mark.parametrize("ext", ["1000", "2000"])
+def test_call_completes(call_reports: dict[str, dict[str, Any]], ext: str) -> None:
+    r = call_reports[ext]
+    assert r["error"] is None
+    assert r["confirmed"] is True
+    assert r["invite_code"] == 200
+    assert r["bye"] == {"direction": "sent" if ext == "1000" else "received", "status": 200}
+    assert r["codec"] == "PCMU/8000"
+    assert [s["state"] for s in r["states"]][-2:] == ["CONFIRMED", "DISCONNECTED"]
+
+
+def test_sdp_and_rtp_match(call_reports: dict[str, dict[str, Any]]) -> None:
+    caller, callee = call_reports["1000"], call_reports["2000"]
+    assert caller["local_sdp"] == callee["remote_sdp"] == {"addr": "127.0.0.1", "port": 4210}
+    assert callee["local_sdp"] == caller["remote_sdp"] == {"addr": "127.0.0.1", "port": 4110}
+    for me, other in ((caller, callee), (callee, caller)):
+        assert me["rtp"]["tx"] >= 0.9 * DURATION * PACKETS_PER_SECOND
+        assert me["rtp"]["rx"] >= 0.95 * other["rtp"]["tx"]
+        assert me["media_seconds"] >= 0.9 * DURATION
+
+
+def test_each_side_hears_the_other(call_reports: dict[str, dict[str, Any]]) -> None:
+    for ext, own, far in (("1000", CALLER_HZ, CALLEE_HZ), ("2000", CALLEE_HZ, CALLER_HZ)):
+        heard = call_reports[ext]["recording"]
+        assert heard is not None and heard.endswith(f"{ext}-heard.wav")
+        assert contains_tone(heard, far)
+        assert not contains_tone(heard, own)
+
+
+def test_call_to_nobody_ends_within_max_wait(tmp_path: Path) -> None:
+    max_wait = 3.0
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        agent(
+            tmp_path,
+            "1001",
+            5083,
+            4220,
+            "--call",
+            "sip:2000@127.0.0.1:5099",
+            "--duration",
+            "2",
+            "--max-wait",
+            str(max_wait),
+        ),
+        cwd=REPO,
+    )
+    assert finish(proc, max_wait + 15) == 0
+    assert time.monotonic() - start < max_wait + 4
+    r = json.loads((tmp_path / "1001.json").read_text())
+    assert r["confirmed"] is False
+    assert r["invite_code"] is None
+    assert r["bye"] == {"direction": None, "status": None}
+    assert r["error"] == "call not confirmed within max-wait"
+
+
+def test_bad_arguments_give_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--ext", "1", "--bind", "127.0.0.1", "--call", "1002"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["sipagent: error: --call EXT needs --pbx (or give a full sip: URI)"]
+    assert main(["--ext", "1", "--bind", "nope", "--answer"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

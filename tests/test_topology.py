@@ -1,0 +1,102 @@
+"""Reachability (as Mininet's natnet test), STUN through each NAT, and the isolation rule."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from conftest import requires_root
+from helpers import ping
+
+from topology.plan import DOC_RANGES, Plan
+
+pytestmark = requires_root
+
+
+def test_lan_reaches_public(testbed: Any, plan: Plan) -> None:
+    for lan in plan.lans:
+        for ext in lan.phones:
+            assert ping(testbed.phone(ext), plan.servers.stun), f"{ext} cannot reach the STUN server"
+
+
+def test_public_cannot_reach_lan(testbed: Any, plan: Plan) -> None:
+    stun = testbed.stun
+    for lan in plan.lans:
+        assert not ping(stun, lan.wan_ip), f"{lan.router_name} answers unsolicited WAN traffic"
+        assert not ping(stun, lan.pbx), f"{lan.pbx} reachable from the public side"
+
+
+def test_lan_cannot_reach_other_lan(testbed: Any, plan: Plan) -> None:
+    lan1, lan2 = plan.lans
+    p1, p2 = testbed.phone(next(iter(lan1.phones))), testbed.phone(next(iter(lan2.phones)))
+    assert not ping(p1, lan2.pbx)
+    assert not ping(p2, lan1.pbx)
+    assert not ping(p2, lan1.wan_ip), "the WAN firewall let an unsolicited ping in"
+
+
+@pytest.mark.parametrize("lan_index", [0, 1])
+def test_stun_binding_returns_router_public_address(testbed: Any, plan: Plan,
+                                                    lan_index: int) -> None:
+    lan = plan.lans[lan_index]
+    ext, addr = sorted(lan.phones.items())[0]
+    proc = testbed.phone(ext).popen(
+        [sys.executable, "-m", "services.probe", "stun", plan.servers.stun, "3478",
+         "--bind", addr, "--timeout", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err.decode()
+    mapped = json.loads(out)["mapped"]
+    assert mapped.split(":")[0] == lan.wan_ip
+
+
+def _plan_nets(plan: Plan) -> list[ipaddress.IPv4Network]:
+    return [lan.subnet for lan in plan.lans] + plan.public_subnets()
+
+
+def test_isolation(testbed: Any, plan: Plan) -> None:
+    """No emulated host has an address, a route or a link outside the plan's own networks."""
+    nets = _plan_nets(plan)
+    for host in testbed.net.hosts:
+        for line in host.cmd("ip -o addr show").splitlines():
+            fields = line.split()
+            if fields[1] == "lo":
+                continue
+            assert fields[2] == "inet", f"{host.name} has a non-IPv4 address: {line}"
+            addr = ipaddress.ip_interface(fields[3]).ip
+            assert any(addr in n for n in nets), f"{host.name}: {addr} outside the plan"
+        for route in host.cmd("ip -4 route show").splitlines():
+            words = route.split()
+            dest = words[0]
+            if dest != "default":
+                assert any(ipaddress.ip_network(dest).subnet_of(n) for n in nets), route
+            if "via" in words:
+                gw = ipaddress.ip_address(words[words.index("via") + 1])
+                assert any(gw in n for n in nets), f"{host.name}: gateway outside plan: {route}"
+        assert host.cmd("ip -6 route show").strip() == "", f"{host.name} has IPv6 routes"
+    for net in plan.public_subnets():
+        assert any(net.subnet_of(d) for d in DOC_RANGES), f"{net} is not a documentation range"
+
+
+def test_bridges_have_no_address_and_only_our_ports(testbed: Any) -> None:
+    for sw in testbed.net.switches:
+        out = subprocess.run(["ip", "-o", "addr", "show", "dev", sw.name],
+                             capture_output=True, text=True).stdout
+        assert out.strip() == "", f"bridge {sw.name} has an address: {out}"
+        ports = subprocess.run(["ip", "-o", "link", "show", "master", sw.name],
+                               capture_output=True, text=True).stdout.splitlines()
+        names = [p.split(":")[1].strip().split("@")[0] for p in ports]
+        assert names and all(n.startswith(f"{sw.name}-eth") for n in names), names
+
+
+def test_root_namespace_unreachable(testbed: Any, plan: Plan) -> None:
+    """The root namespace's own addresses cannot be reached from any emulated host."""
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
+                         text=True).stdout
+    root_addrs = [ipaddress.ip_interface(line.split()[3]).ip for line in out.splitlines()]
+    targets = [str(a) for a in root_addrs if not a.is_loopback][:3] or ["10.0.0.1"]
+    for name in ("p1002", "p2005", "stun", "core", "r1"):
+        host = testbed.net[name]
+        for addr in targets:
+            assert not ping(host, addr), f"{name} reaches the root namespace at {addr}"

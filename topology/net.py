@@ -1,0 +1,94 @@
+"""Bring the topology up and down: Mininet with LinuxBridge switches and no controller."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import Host
+from mininet.nodelib import LinuxBridge
+
+from topology.plan import Lan, Plan, phone_name
+from topology.router import (
+    PortForward,
+    configure_core,
+    configure_nat_router,
+    disable_ipv6,
+)
+from topology.topo import CORE, STUN, NatLabTopo
+
+SWITCHES = ("s1", "s2", "s3")
+
+
+def _root_sysctl(key: str, value: str) -> None:
+    path = Path("/proc/sys") / key.replace(".", "/")
+    if path.exists():
+        path.write_text(value)
+
+
+class Network:
+    """The running testbed network; use as a context manager so it always comes down."""
+
+    def __init__(self, plan: Plan, forwards: dict[str, PortForward | None] | None = None):
+        self.plan = plan
+        self.forwards = forwards or {}
+        self.net: Any = None
+
+    def __enter__(self) -> Network:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        setLogLevel("error")
+        self.net = Mininet(topo=NatLabTopo(plan=self.plan), controller=None,
+                           switch=LinuxBridge, host=Host, autoSetMacs=True,
+                           autoStaticArp=False, build=False, waitConnected=False)
+        self.net.build()
+        self.net.start()
+        self._harden_bridges()
+        for node in self.net.hosts:
+            disable_ipv6(node)
+        configure_core(self.net[CORE])
+        for lan in self.plan.lans:
+            self._configure_lan(lan)
+
+    def _configure_lan(self, lan: Lan) -> None:
+        router = self.net[lan.router_name]
+        configure_nat_router(router, f"{lan.router_name}-wan", lan.wan_gateway,
+                             self.forwards.get(lan.name))
+
+    def _harden_bridges(self) -> None:
+        """Bridges and their ports live in the root namespace: give them no IPv6 either."""
+        for sw in self.net.switches:
+            for intf in [sw.name, *(i.name for i in sw.intfList() if i.name != "lo")]:
+                _root_sysctl(f"net.ipv6.conf.{intf}.disable_ipv6", "1")
+
+    def stop(self) -> None:
+        if self.net is not None:
+            net, self.net = self.net, None
+            net.stop()
+
+    def host(self, name: str) -> Any:
+        return self.net[name]
+
+    def phone(self, ext: str) -> Any:
+        return self.net[phone_name(ext)]
+
+    @property
+    def stun(self) -> Any:
+        return self.net[STUN]
+
+    def host_pids(self) -> list[int]:
+        return [int(h.pid) for h in self.net.hosts] if self.net else []
+
+
+def bridges_present() -> list[str]:
+    """Our switch names that exist as links in the root namespace (leftovers when not running)."""
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+    return sorted(n for n in names if n in SWITCHES or n.startswith(tuple(f"{s}-" for s in SWITCHES)))

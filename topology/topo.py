@@ -1,0 +1,64 @@
+"""The paper's network as a pure Mininet graph (no processes; buildable without root).
+
+    LAN1 192.168.1.0/24 (2xxx)                           LAN2 172.16.10.0/24 (1xxx)
+    p2001  p2005  pbx1                                   pbx2  p1002  p1005
+       \\    |    /                                          \\    |    /
+           s1                                                   s2
+           |  r1-lan .1                                r2-lan .1 |
+          r1  NAT + WAN firewall                NAT + WAN firewall r2
+           |  r1-wan 203.0.113.2                198.51.100.2 r2-wan |
+           +------------------- core --------------------------+
+                                 | 192.0.2.1
+                                 s3 -- stun 192.0.2.10 (coturn)
+
+Every node is a namespace; the switches are bridges with no address. Nothing links to the
+root namespace's IP stack, and public addresses come from RFC 5737's documentation ranges.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from mininet.topo import Topo
+
+from topology.plan import Plan, phone_name
+
+CORE = "core"
+STUN = "stun"
+
+
+def _cidr(addr: str, lan_prefixlen: int) -> str:
+    return f"{addr}/{lan_prefixlen}"
+
+
+class NatLabTopo(Topo):
+    """Two NATed LANs, a core router and a server subnet, from an address plan."""
+
+    def build(self, *args: Any, **params: Any) -> None:
+        plan: Plan = params["plan"]
+        core = self.addHost(CORE, ip=None)
+        for lan in plan.lans:
+            n = lan.index
+            plen = lan.subnet.prefixlen
+            switch = self.addSwitch(f"s{n}")
+            router = self.addHost(lan.router_name, ip=None)
+            self.addLink(router, switch, intfName1=f"{lan.router_name}-lan",
+                         params1={"ip": _cidr(lan.router, plen)})
+            pbx = self.addHost(lan.pbx_name, ip=_cidr(lan.pbx, plen),
+                               defaultRoute=f"via {lan.router}")
+            self.addLink(pbx, switch)
+            for ext, addr in sorted(lan.phones.items()):
+                phone = self.addHost(phone_name(ext), ip=_cidr(addr, plen),
+                                     defaultRoute=f"via {lan.router}")
+                self.addLink(phone, switch)
+            wlen = lan.wan_subnet.prefixlen
+            self.addLink(router, core, intfName1=f"{lan.router_name}-wan",
+                         intfName2=f"core-{lan.router_name}",
+                         params1={"ip": _cidr(lan.wan_ip, wlen)},
+                         params2={"ip": _cidr(lan.wan_gateway, wlen)})
+        srv = plan.servers
+        switch = self.addSwitch("s3")
+        self.addLink(core, switch, intfName1="core-srv",
+                     params1={"ip": _cidr(srv.gateway, srv.subnet.prefixlen)})
+        stun = self.addHost(STUN, ip=_cidr(srv.stun, srv.subnet.prefixlen),
+                            defaultRoute=f"via {srv.gateway}")
+        self.addLink(stun, switch)

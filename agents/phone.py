@@ -58,6 +58,7 @@ class Report:
     bye: dict[str, Any] = field(default_factory=lambda: {"direction": None, "status": None})
     local_sdp: dict[str, Any] | None = None
     remote_sdp: dict[str, Any] | None = None
+    stun_mapped: dict[str, Any] | None = None
     codec: str | None = None
     rtp: dict[str, int] = field(default_factory=lambda: {"tx": 0, "rx": 0})
     media_seconds: float = 0.0
@@ -72,7 +73,6 @@ class PhoneConfig:
     sip_port: int
     rtp_port: int
     pbx: str | None
-    stun: str | None
     tone_wav: Path | None
     record_path: Path
     log_path: Path | None
@@ -101,6 +101,30 @@ def parse_sdp(text: str) -> dict[str, Any] | None:
     if addr is None or port is None:
         return None
     return {"addr": addr.split("/")[0], "port": port}
+
+
+@dataclass(frozen=True)
+class MediaMapping:
+    """Public address of the RTP/RTCP ports as a STUN server saw them."""
+
+    addr: str
+    rtp: int
+    rtcp: int
+
+
+def rewrite_sdp(sdp: str, m: MediaMapping) -> str:
+    """Put the public address and ports in c=, m=audio and a=rtcp lines (as pjsua's STUN does)."""
+    out = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("c=IN IP4 "):
+            line = f"c=IN IP4 {m.addr}"
+        elif line.startswith("m=audio "):
+            _, _, rest = line[len("m=audio ") :].partition(" ")
+            line = f"m=audio {m.rtp} {rest}"
+        elif line.startswith("a=rtcp:"):
+            line = f"a=rtcp:{m.rtcp} IN IP4 {m.addr}"
+        out.append(line)
+    return "\r\n".join(out)
 
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -136,7 +160,9 @@ class AgentCall(pj.Call):
 
     @guarded
     def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
-        self.phone.on_sdp(prm.sdp.wholeSdp, prm.remSdp.wholeSdp)
+        local = self.phone.on_sdp(self, prm.sdp.wholeSdp, prm.remSdp.wholeSdp)
+        if local != prm.sdp.wholeSdp:
+            prm.sdp.wholeSdp = local  # pjsua2 re-parses a changed SDP and sends it
 
     @guarded
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
@@ -183,6 +209,7 @@ class Phone:
         self.disconnected = False
         self.state = pj.PJSIP_INV_STATE_NULL
         self.incoming_at: float | None = None
+        self.mapping: MediaMapping | None = None  # set by the agent after its STUN query
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -194,6 +221,7 @@ class Phone:
         tcfg = pj.TransportConfig()
         tcfg.port = self.cfg.sip_port
         tcfg.boundAddress = self.cfg.bind
+        tcfg.publicAddress = self.cfg.bind  # SIP stays private: no STUN on the SIP transport
         tid = self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         self.ep.libStart()
         self.ep.audDevManager().setNullDev()
@@ -228,8 +256,7 @@ class Phone:
         ua.mainThreadOnly = True
         ua.maxCalls = 4
         ua.userAgent = "natlab-sipagent"
-        if self.cfg.stun:
-            ua.stunServer.append(self.cfg.stun)
+        ua.natTypeInSdp = 0  # no NAT-type detection traffic
         med = cfg.medConfig
         med.noVad = True  # VAD would stop RTP during silence
         med.clockRate = CLOCK_RATE
@@ -261,9 +288,10 @@ class Phone:
         acc.mediaConfig.transportConfig.boundAddress = c.bind
         acc.mediaConfig.transportConfig.port = c.rtp_port
         nat = acc.natConfig
+        # pjsua's own STUN is off: its media STUN speaks RFC 3489, which coturn 4.6 ignores.
+        # With --stun the agent maps the RTP ports itself and rewrites the SDP (see on_sdp).
         nat.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
-        # Media STUN only when asked: public address in SDP, Contact stays private.
-        nat.mediaStunUse = pj.PJSUA_STUN_USE_DEFAULT if c.stun else pj.PJSUA_STUN_USE_DISABLED
+        nat.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
         nat.contactRewriteUse = 0
         nat.viaRewriteUse = 0
         nat.sdpNatRewriteUse = 0
@@ -385,10 +413,21 @@ class Phone:
             if final and bye["status"] is None:
                 bye["status"] = tsx.statusCode
 
-    def on_sdp(self, local: str, remote: str) -> None:
-        self.report.local_sdp = parse_sdp(local) or self.report.local_sdp
+    def on_sdp(self, call: AgentCall, local: str, remote: str) -> str:
+        """Record both SDPs; return the local one, with the STUN mapping if there is one."""
+        if call is not self.call:
+            return local
         if remote:
             self.report.remote_sdp = parse_sdp(remote) or self.report.remote_sdp
+        ours = parse_sdp(local)
+        if self.mapping is not None and ours is not None:
+            if ours["port"] == self.cfg.rtp_port:
+                local = rewrite_sdp(local, self.mapping)
+                ours = parse_sdp(local)
+            else:  # pjsua moved to another port: the mapping is not for this one
+                self.note_error(f"RTP port {self.cfg.rtp_port} busy: STUN mapping unused")
+        self.report.local_sdp = ours or self.report.local_sdp
+        return local
 
     def on_media(self, call: AgentCall) -> None:
         if call is not self.call:

@@ -19,8 +19,10 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -28,13 +30,16 @@ from typing import Any
 
 import pjsua2 as pj
 
-from agents.phone import Clock, Phone, PhoneConfig, Report
+from agents.phone import Clock, MediaMapping, Phone, PhoneConfig, Report
 from agents.tones import write_tone
+from services import stunmsg
 
 PUMP_MS = 20
 ANSWER_DELAY = 0.2  # seconds between 180 Ringing and 200 OK
 SETTLE_SECONDS = 2.0  # how long to wait for the BYE's final response after hanging up
 STATS_EVERY = 0.2
+STUN_TIMEOUT = 1.0  # seconds per port, retransmitting every 0.25 s
+STUN_REFRESH = 20.0  # seconds: re-map while idle (conntrack forgets idle UDP after 30 s)
 
 
 class UsageError(Exception):
@@ -76,9 +81,19 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m agents.sipagent", description=__doc__.split("\n")[0])
     p.add_argument("--ext", required=True, help="extension / SIP user name, e.g. 1002")
-    p.add_argument("--bind", required=True, type=_ip, help="local IPv4 address for SIP and RTP")
-    p.add_argument("--sip-port", type=_positive(int), default=5060, help="SIP UDP port (5060)")
-    p.add_argument("--rtp-port", type=_positive(int), default=4000, help="first RTP port (4000)")
+    p.add_argument(
+        "--bind", required=True, type=_ip, metavar="IP", help="local IPv4 address for SIP and RTP"
+    )
+    p.add_argument(
+        "--sip-port", type=_positive(int), default=5060, metavar="PORT", help="SIP UDP port (5060)"
+    )
+    p.add_argument(
+        "--rtp-port",
+        type=_positive(int),
+        default=4000,
+        metavar="PORT",
+        help="first RTP port (4000)",
+    )
     p.add_argument(
         "--pbx",
         type=lambda s: _host_port(s, False),
@@ -100,13 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--stun",
         type=lambda s: _host_port(s, True),
         metavar="IP:PORT",
-        help="STUN server for media only (public address in SDP); "
-        "without it every NAT helper is off",
+        help="STUN server, media only: the agent maps its RTP/RTCP ports (RFC 5389) and puts "
+        "the public address in the SDP; Contact stays private. Without it no NAT help at all",
     )
     p.add_argument(
         "--duration",
         type=_positive(float),
         default=10.0,
+        metavar="S",
         help="caller: hang up this many seconds after CONFIRMED (10)",
     )
     p.add_argument(
@@ -125,11 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir",
         type=Path,
         default=Path("."),
+        metavar="DIR",
         help="tone WAV, <ext>-heard.wav recording and pjsip log go here (.)",
     )
-    p.add_argument("--report", type=Path, help="JSON report path (<workdir>/<ext>-report.json)")
     p.add_argument(
-        "--ready-file", type=Path, help="touched once registered (at once without --pbx)"
+        "--report", type=Path, metavar="PATH", help="JSON report path (<workdir>/<ext>-report.json)"
+    )
+    p.add_argument(
+        "--ready-file",
+        type=Path,
+        metavar="PATH",
+        help="touched once registered (at once without --pbx)",
     )
     p.add_argument(
         "--log-level",
@@ -155,6 +177,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def stun_map(bind: str, port: int, server: str) -> tuple[str, int] | None:
+    """RFC 5389 Binding from bind:port (not yet taken by pjsua): the mapped (ip, port) or None."""
+    host, _, server_port = server.partition(":")
+    tid = stunmsg.new_transaction_id()
+    request = stunmsg.binding_request(tid)
+    end = time.monotonic() + STUN_TIMEOUT
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((bind, port))
+        except OSError:
+            return None
+        while (left := end - time.monotonic()) > 0:
+            try:
+                sock.sendto(request, (host, int(server_port)))
+                sock.settimeout(min(0.25, left))
+                data = sock.recv(2048)
+                return stunmsg.parse_binding_response(data, tid)
+            except (OSError, ValueError):  # timeout, ICMP error or a stray datagram: retry
+                continue
+    return None
+
+
 def target_uri(target: str, pbx: str | None) -> str:
     return target if target.startswith("sip:") else f"sip:{target}@{pbx}"
 
@@ -175,6 +219,7 @@ class Agent:
             tone_hz=args.tone_hz,
         )
         self.phone = Phone(self._phone_config(), self.report, clock)
+        self.stun_at = 0.0
 
     def _phone_config(self) -> PhoneConfig:
         a = self.args
@@ -187,7 +232,6 @@ class Agent:
             sip_port=a.sip_port,
             rtp_port=a.rtp_port,
             pbx=a.pbx,
-            stun=a.stun,
             tone_wav=tone,
             record_path=a.workdir / f"{a.ext}-heard.wav",
             log_path=a.workdir / f"{a.ext}-pjsip.log",
@@ -205,6 +249,7 @@ class Agent:
             self.phone.start()
             if a.pbx and not self._register():
                 return
+            self._map_media()
             if a.ready_file is not None:
                 a.ready_file.touch()
             self._converse()
@@ -214,7 +259,10 @@ class Agent:
     def _register(self) -> bool:
         deadline = self.clock.now() + self.args.max_wait
         while self.report.register_code is None:
-            if self.clock.now() >= deadline or self.stop.is_set():
+            if self.stop.is_set():
+                self.report.error = "stopped by signal before registration"
+                return False
+            if self.clock.now() >= deadline:
                 self.report.error = "registration timed out"
                 return False
             self.phone.pump(PUMP_MS)
@@ -223,12 +271,27 @@ class Agent:
             return False
         return True
 
+    def _map_media(self) -> None:
+        """With --stun: learn the public address of the RTP and RTCP ports for the SDP."""
+        if not self.args.stun:
+            return
+        self.stun_at = self.clock.now()
+        a = self.args
+        rtp = stun_map(a.bind, a.rtp_port, a.stun)
+        rtcp = stun_map(a.bind, a.rtp_port + 1, a.stun)
+        if rtp is None or rtcp is None or rtp[0] != rtcp[0]:
+            self.phone.note_error(f"no STUN mapping for ports {a.rtp_port}/{a.rtp_port + 1}")
+            return
+        mapping = MediaMapping(addr=rtp[0], rtp=rtp[1], rtcp=rtcp[1])
+        self.phone.mapping = mapping
+        self.report.stun_mapped = dataclasses.asdict(mapping)
+
     def _converse(self) -> None:
         deadline = self.clock.now() + self.args.max_wait
         if self.args.call:
             self.phone.make_call(target_uri(self.args.call, self.args.pbx))
         if self._call_loop(deadline):
-            self._settle()
+            self._settle(0.5 if self.stop.is_set() else SETTLE_SECONDS)
         else:
             self._settle(0.5)  # let the last responses (e.g. 200 to BYE) go out
         self._explain_failure()
@@ -250,6 +313,8 @@ class Agent:
         while not phone.disconnected:
             phone.pump(PUMP_MS)
             now = self.clock.now()
+            if phone.call is None and self.args.stun and now - self.stun_at >= STUN_REFRESH:
+                self._map_media()
             if now - last_sample >= STATS_EVERY:
                 phone.sample_stats()
                 last_sample = now

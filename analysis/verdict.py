@@ -128,7 +128,7 @@ class Explainer:
         out = [f"{what}: the {method} left toward {lab(first.pkt.dst)} ({where(intf, first)})"]
         if lab.is_private(first.pkt.dst):
             out[0] += ", a private address that no public router can reach"
-            rr = self._record_route_private()
+            rr = self._record_route_to(first.pkt.dst)
             if rr:
                 out[0] += f"; it was taken from the Record-Route '{rr[1]}' ({rr[0]})"
         out[0] += "."
@@ -139,16 +139,21 @@ class Explainer:
                        f"in {self.e_pbx}.pcap.")
         return out
 
-    def _record_route_private(self) -> tuple[str, str] | None:
+    def _record_route_to(self, addr: str) -> tuple[str, str] | None:
+        """The first Record-Route naming `addr`, as seen crossing a WAN link."""
         for intf in (self.c_wan, self.e_wan):
             for m in self.msgs[intf]:
-                for rr in m.headers.get("record-route", []):
-                    host = rr.split("sip:", 1)[-1].split(";")[0].split(">")[0].split(":")[0]
-                    if host and self.label.is_private(host):
-                        return str(where(intf, m)), rr
+                for value in m.headers.get("record-route", []):
+                    for rr in value.split(","):
+                        host = rr.split("sip:", 1)[-1].split(";")[0].split(">")[0].split(":")[0]
+                        if host == addr:
+                            return str(where(intf, m)), rr.strip()
         return None
 
     def media(self, reports: dict[str, dict[str, Any]], checks: dict[str, bool]) -> list[str]:
+        if not checks["invite_200"]:
+            return ["No media: the call was never answered, so no RTP was sent "
+                    f"(sent {_rtp(reports['caller'], 'tx')} / {_rtp(reports['callee'], 'tx')})."]
         out = []
         for snd, rcv, key in (("caller", "callee", "rtp_to_callee"),
                               ("callee", "caller", "rtp_to_caller")):

@@ -14,7 +14,7 @@ from natlab.guard import AlreadyRunning, RunLock, clean_leftovers, is_locked, ra
 from natlab.preflight import PreflightError, preflight
 from report.write import new_run_dir, text_table, write_run
 from scenarios.model import Scenario, available_sets, select
-from scenarios.runner import RawRun, RunError, run_scenario
+from scenarios.runner import RawRun, RunError, load_raw, run_scenario
 from services.daemon import DaemonError
 from topology.plan import ConfigError, Plan, load_plan
 from topology.router import RouterError
@@ -37,8 +37,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenarios = select(plan, args.set, args.scenario)  # all input is checked before any start
     preflight()
     lock = RunLock()
-    rundir = new_run_dir(Path(args.results))
-    lock.acquire(rundir.resolve(), _phones(plan))
+    results = Path(args.results).resolve()
+    lock.acquire(results, _phones(plan))  # every process of the run names a path under it
+    rundir = new_run_dir(results)
     raise_on_term()
     started = time.monotonic()
     verdicts: list[Verdict] = []
@@ -69,6 +70,26 @@ def _judge(plan: Plan, raw: RawRun) -> Verdict:
     verdict = judge(plan, raw.scenario, raw.reports, raw.pcaps, raw.seconds)
     (raw.dir / "verdict.json").write_text(json.dumps(verdict.as_dict(), indent=2) + "\n")
     return verdict
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Analyse an existing run again (run -> parse -> report stages are separate)."""
+    plan = _plan(args)
+    rundir = Path(args.rundir).resolve()
+    old = rundir / "summary.json"
+    if not old.exists():
+        raise ConfigError(f"{rundir} is not a natlab run (no summary.json)")
+    meta = {k: v for k, v in json.loads(old.read_text()).items() if k not in ("scenarios",)}
+    verdicts = []
+    for entry in json.loads(old.read_text())["scenarios"]:
+        sc = select(plan, names=[entry["name"]])[0]
+        raw = load_raw(sc, rundir / sc.name)
+        raw.seconds = float(entry.get("seconds", 0.0))
+        verdicts.append(_judge(plan, raw))
+    write_run(rundir, plan, verdicts, meta)
+    print(text_table(verdicts))
+    print(f"natlab: rewrote {rundir}/summary.json and report.md")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -108,8 +129,9 @@ def cmd_cli(args: argparse.Namespace) -> int:
                   duration_s=plan.call.duration_s)
     preflight()
     lock = RunLock()
-    rundir = new_run_dir(Path(args.results))
-    lock.acquire(rundir.resolve(), _phones(plan))
+    results = Path(args.results).resolve()
+    lock.acquire(results, _phones(plan))  # every process of the run names a path under it
+    rundir = new_run_dir(results)
     raise_on_term()
     try:
         with ExitStack() as stack:
@@ -150,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true",
                      help="exit 1 when a verdict differs from the scenario's expectation")
     run.set_defaults(func=cmd_run)
+    rep = sub.add_parser("report", help="analyse a finished run again and rewrite its report")
+    rep.add_argument("rundir", nargs="?", default=str(ROOT / "results" / "latest"))
+    rep.set_defaults(func=cmd_report)
     sub.add_parser("list", help="list scenario sets and scenarios").set_defaults(func=cmd_list)
     sub.add_parser("check", help="validate the config and every scenario").set_defaults(
         func=cmd_check)

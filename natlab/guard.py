@@ -109,7 +109,7 @@ def our_processes(rundir: str | None, phones: list[str]) -> list[int]:
         if pid == me:
             continue
         words = cmd.split()
-        if any(w in shells for w in words) or (rundir and rundir in cmd):
+        if any(w in shells for w in words) or (rundir and rundir.rstrip("/") + "/" in cmd):
             found.append(pid)
     return found
 

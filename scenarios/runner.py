@@ -27,7 +27,7 @@ from topology.router import PortForward
 
 STUN_PORT = 3478
 READY_TIMEOUT = 10.0
-CALLEE_GRACE = 3.0  # after the caller is done, the callee gets this long to finish
+CALLEE_GRACE = 2.0  # after the caller is done, the callee gets this long to finish
 
 
 class RunError(RuntimeError):
@@ -85,15 +85,16 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float, what: 
 
 
 def _end(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """Wait for an agent; past the deadline ask it to finish (SIGTERM writes its report)."""
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+    """Wait for an agent; past the deadline ask it to finish (on SIGTERM it hangs up and
+    writes its report within ~2 s), and kill it only if it does not."""
+    for sig, wait in ((None, timeout), (signal.SIGTERM, 8.0), (signal.SIGKILL, 3.0)):
         if sig is not None and proc.poll() is None:
             os.kill(proc.pid, sig)
         try:
-            proc.wait(timeout)
+            proc.wait(wait)
             return
         except subprocess.TimeoutExpired:
-            timeout = 3.0
+            continue
 
 
 def _start_agent(host: Any, args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -163,9 +164,17 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path) -> RawRun:
         stack.callback(_end, caller, 0.1)
         _end(caller, sc.duration_s + 20)
         _end(callee, CALLEE_GRACE)
+    loaded = load_raw(sc, outdir)
+    loaded.seconds = time.monotonic() - started
+    return loaded
+
+
+def load_raw(sc: Scenario, outdir: Path) -> RawRun:
+    """A scenario's outputs as found on disk (agent reports and pcaps)."""
+    raw = RawRun(scenario=sc, dir=outdir)
     for role in ("caller", "callee"):
         path = outdir / "agents" / f"{role}.json"
         if path.exists():
             raw.reports[role] = json.loads(path.read_text())
-    raw.seconds = time.monotonic() - started
+    raw.pcaps = {p.stem: p for p in sorted(outdir.glob("*.pcap"))}
     return raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -11,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from agents.sipagent import main
+from agents.phone import MediaMapping, parse_sdp, rewrite_sdp
+from agents.sipagent import main, stun_map
 from agents.tones import contains_tone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,3 +168,37 @@ def test_bad_arguments_give_one_error_line(capsys: pytest.CaptureFixture[str]) -
     assert err == ["sipagent: error: --call EXT needs --pbx (or give a full sip: URI)"]
     assert main(["--ext", "1", "--bind", "nope", "--answer"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_sdp_parse_and_stun_rewrite() -> None:
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 10.0.1.2\r\ns=pjmedia\r\nc=IN IP4 10.0.1.2\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0 120\r\nc=IN IP4 10.0.1.2\r\na=rtcp:4001 IN IP4 10.0.1.2\r\n"
+    )
+    assert parse_sdp("INVITE sip:x SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n" + sdp) == {
+        "addr": "10.0.1.2",
+        "port": 4000,
+    }
+    public = rewrite_sdp(sdp, MediaMapping(addr="198.51.100.2", rtp=40000, rtcp=40001))
+    assert parse_sdp(public) == {"addr": "198.51.100.2", "port": 40000}
+    assert "a=rtcp:40001 IN IP4 198.51.100.2\r\n" in public
+    assert "m=audio 40000 RTP/AVP 0 120\r\n" in public
+    assert parse_sdp("v=0\r\ns=-\r\n") is None
+
+
+@pytest.mark.skipif(shutil.which("turnserver") is None, reason="coturn not installed")
+def test_stun_map_against_coturn(tmp_path: Path) -> None:
+    coturn = subprocess.Popen(
+        ["turnserver", "--stun-only", "--listening-ip", "127.0.0.1", "--listening-port", "5095",
+         "--no-cli", "--no-tls", "--no-dtls", "--log-file", "stdout",
+         "--userdb", str(tmp_path / "turn.db"), "--pidfile", str(tmp_path / "turn.pid")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        end = time.monotonic() + 5
+        mapped = None
+        while mapped is None and time.monotonic() < end:
+            mapped = stun_map("127.0.0.1", 4150, "127.0.0.1:5095")
+        assert mapped == ("127.0.0.1", 4150)
+    finally:
+        coturn.terminate()
+        coturn.wait(timeout=5)

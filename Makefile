@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 NATLAB := .venv/bin/natlab
 
-.PHONY: setup experiment test cli clean check lint
+.PHONY: setup experiment test cli clean check lint bench
 
 setup:
 	@bash setup/install.sh
@@ -26,3 +26,7 @@ check: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy natlab topology agents scenarios services capture analysis report
+
+bench: setup
+	$(PY) -m bench.topology_time
+	@if [ -f bench/rtp_speed.py ]; then $(PY) -m bench.rtp_speed; fi

@@ -36,7 +36,7 @@ from services import stunmsg
 
 PUMP_MS = 20
 ANSWER_DELAY = 0.2  # seconds between 180 Ringing and 200 OK
-SETTLE_SECONDS = 2.0  # how long to wait for the BYE's final response after hanging up
+SETTLE_SECONDS = 1.0  # how long to wait for the BYE's final response after hanging up
 STATS_EVERY = 0.2
 STUN_TIMEOUT = 1.0  # seconds per port, retransmitting every 0.25 s
 STUN_REFRESH = 20.0  # seconds: re-map while idle (conntrack forgets idle UDP after 30 s)

@@ -42,7 +42,8 @@ def _rtp(report: dict[str, Any], key: str) -> int:
     return int((report.get("rtp") or {}).get(key) or 0)
 
 
-def _checks(sc: Scenario, plan: Plan, caller: dict[str, Any], callee: dict[str, Any]) -> dict[str, bool]:
+def _checks(sc: Scenario, plan: Plan, caller: dict[str, Any],
+            callee: dict[str, Any]) -> dict[str, bool]:
     min_tx = 0.9 * sc.duration_s * PACKETS_PER_S
     heard = {
         "caller_heard_callee": _heard(caller, plan.call.callee_tone_hz),
@@ -68,7 +69,7 @@ def _bye_ok(report: dict[str, Any]) -> bool:
 
 def _heard(report: dict[str, Any], hz: int) -> bool:
     rec = report.get("recording")
-    return bool(rec) and Path(rec).exists() and contains_tone(Path(rec), hz)
+    return isinstance(rec, str) and Path(rec).exists() and contains_tone(Path(rec), hz)
 
 
 class Explainer:
@@ -176,28 +177,29 @@ class Explainer:
         tx, rx = _rtp(reports[snd], "tx"), _rtp(reports[rcv], "rx")
         head = f"RTP {s_ext} -> {r_ext}: sent {tx}, received {rx}"
         offer, intf = self._offer(rcv)
-        if offer is None or offer.sdp is None or offer.sdp.addr is None:
+        sdp = offer.sdp if offer is not None else None
+        if offer is None or sdp is None or sdp.addr is None:
             return f"{head}; {r_ext} never sent an SDP (no media negotiated)."
-        sdp = offer.sdp
+        addr = sdp.addr
         what = "INVITE" if rcv == "caller" else "200 OK"
         c_line = f"c={sdp.addr} m=audio {sdp.audio_port}"
         s_lan = self.caller_lan if snd == "caller" else self.callee_lan
         s_wan = f"r{s_lan.index}-wan"
         if ok:
-            kind = "public" if lab.is_public(sdp.addr) else "private"
+            kind = "public" if lab.is_public(addr) else "private"
             return (f"{head}. The {what} from {r_ext} offered {c_line} ({lab(sdp.addr)}, "
                     f"{kind}; {where(intf, offer)}).")
-        if lab.is_private(sdp.addr) and sdp.addr not in s_lan.phones.values():
-            out_pkts = self.caps.rtp_to(s_wan, sdp.addr, sdp.audio_port)
+        if lab.is_private(addr) and addr not in s_lan.phones.values():
+            out_pkts = self.caps.rtp_to(s_wan, addr, sdp.audio_port)
             first = f", first {where(s_wan, out_pkts[0])}" if out_pkts else ""
             return (f"{head}. The {what} from {r_ext} offers {c_line}, a private address of "
-                    f"{lab.lan_name(sdp.addr) or 'another network'} ({where(intf, offer)}); "
+                    f"{lab.lan_name(addr) or 'another network'} ({where(intf, offer)}); "
                     f"r{s_lan.index} sent {s_ext}'s RTP nowhere: {s_wan}.pcap has "
                     f"{len(out_pkts)} RTP packets to {sdp.addr}{first}, which the public core "
                     "cannot route.")
         r_lan = self.callee_lan if rcv == "callee" else self.caller_lan
         r_wan, r_lan_if = f"r{r_lan.index}-wan", f"r{r_lan.index}-lan"
-        arrived = self.caps.rtp_to(r_wan, sdp.addr, sdp.audio_port)
+        arrived = self.caps.rtp_to(r_wan, addr, sdp.audio_port)
         inside = self.caps.rtp_to(r_lan_if, r_lan.phones[r_ext])
         at_phone = self.caps.rtp_to(phone_name(r_ext), r_lan.phones[r_ext])
         return (f"{head}. The {what} from {r_ext} offered {c_line} ({where(intf, offer)}); "

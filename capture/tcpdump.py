@@ -22,7 +22,8 @@ class Capture:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        args = ["tcpdump", "-i", self.intf, "-n", "-U", "-s", "0", "-Z", "root", "-w", str(self.pcap)]
+        args = ["tcpdump", "-i", self.intf, "-n", "-U", "-s", "0", "-Z", "root",
+                "-w", str(self.pcap)]
         with open(self.log, "wb") as log:
             self.proc = self.host.popen(args, stdout=log, stderr=log)
 

@@ -119,6 +119,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 def cmd_cli(args: argparse.Namespace) -> int:
     from mininet.cli import CLI
+    from mininet.log import setLogLevel
 
     from scenarios.runner import port_forwards, start_services
     from topology.net import Network
@@ -139,7 +140,8 @@ def cmd_cli(args: argparse.Namespace) -> int:
             start_services(stack, net, plan, sc, rundir)
             print(CLI_HELP.format(venv=sys.executable, pbx=plan.lans[0].pbx,
                                   stun=plan.servers.stun, rundir=rundir))
-            CLI(net.net)
+            setLogLevel("output")  # the CLI prints command output through Mininet's log
+            CLI(net.net, script=args.script)
     finally:
         clean_leftovers(lock.state_file)
         lock.release()
@@ -182,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli = sub.add_parser("cli", help="topology + daemons up, then the Mininet CLI")
     cli.add_argument("--trunk", choices=("none", "naive", "nat-aware"), default="nat-aware")
     cli.add_argument("--results", default=str(ROOT / "results"), help="results folder")
+    cli.add_argument("--script", help="run Mininet CLI commands from this file, then tear down")
     cli.set_defaults(func=cmd_cli)
     return p
 

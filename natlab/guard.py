@@ -53,7 +53,8 @@ class RunLock:
             fh.close()
             owner = read_state(self.state_file)
             who = f" (pid {owner.owner}, {owner.rundir})" if owner else ""
-            raise AlreadyRunning(f"another natlab run is active{who}; wait for it to finish") from None
+            raise AlreadyRunning(
+                f"another natlab run is active{who}; wait for it to finish") from None
         self.fh = fh
         if read_state(self.state_file) is not None:
             clean_leftovers(self.state_file)  # a killed run's debris

@@ -22,7 +22,7 @@ def table_rows(verdicts: list[Verdict]) -> list[tuple[str, ...]]:
 def text_table(verdicts: list[Verdict]) -> str:
     rows = [HEADER, *table_rows(verdicts)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

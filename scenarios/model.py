@@ -50,7 +50,7 @@ def _parse(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
         raise ConfigError(f"{where}: expect must be works or fails, got {expect!r}")
     caller = str(data.get("caller", plan.call.caller))
     callee = str(data.get("callee", plan.call.callee))
-    for role, ext in (("caller", caller), ("callee", callee)):
+    for ext in (caller, callee):
         plan.lan_of(ext)  # raises ConfigError for an unknown extension
     if caller == callee:
         raise ConfigError(f"{where}: caller and callee are the same phone")
@@ -77,7 +77,8 @@ def select(plan: Plan, set_name: str = "default", names: list[str] | None = None
     if not names:
         folder = SCENARIO_ROOT / set_name
         if set_name not in available_sets():
-            raise ConfigError(f"unknown scenario set {set_name!r} (have: {', '.join(available_sets())})")
+            have = ", ".join(available_sets())
+            raise ConfigError(f"unknown scenario set {set_name!r} (have: {have})")
         return [load_scenario(p, plan) for p in sorted(folder.glob("*.toml"))]
     every = {p.stem: p for p in SCENARIO_ROOT.glob("*/*.toml")}
     chosen = []

@@ -27,7 +27,7 @@ from topology.router import PortForward
 
 STUN_PORT = 3478
 READY_TIMEOUT = 10.0
-CALLEE_GRACE = 2.0  # after the caller is done, the callee gets this long to finish
+CALLEE_GRACE = 1.0  # after the caller is done, the callee gets this long to finish
 
 
 class RunError(RuntimeError):
@@ -117,7 +117,8 @@ def capture_points(plan: Plan, sc: Scenario) -> list[tuple[str, str, str]]:
     points = []
     for lan in plan.lans:
         for side in ("lan", "wan"):
-            points.append((lan.router_name, f"{lan.router_name}-{side}", f"{lan.router_name}-{side}"))
+            name = f"{lan.router_name}-{side}"
+            points.append((lan.router_name, name, name))
         points.append((lan.pbx_name, f"{lan.pbx_name}-eth0", lan.pbx_name))
     for ext in (sc.caller, sc.callee):
         points.append((phone_name(ext), f"{phone_name(ext)}-eth0", phone_name(ext)))

@@ -19,7 +19,7 @@ pytestmark = requires_root
 def test_lan_reaches_public(testbed: Any, plan: Plan) -> None:
     for lan in plan.lans:
         for ext in lan.phones:
-            assert ping(testbed.phone(ext), plan.servers.stun), f"{ext} cannot reach the STUN server"
+            assert ping(testbed.phone(ext), plan.servers.stun), f"{ext} cannot reach STUN"
 
 
 def test_public_cannot_reach_lan(testbed: Any, plan: Plan) -> None:
@@ -70,7 +70,7 @@ def test_isolation(testbed: Any, plan: Plan) -> None:
             words = route.split()
             dest = words[0]
             if dest != "default":
-                assert any(ipaddress.ip_network(dest).subnet_of(n) for n in nets), route
+                assert any(ipaddress.IPv4Network(dest).subnet_of(n) for n in nets), route
             if "via" in words:
                 gw = ipaddress.ip_address(words[words.index("via") + 1])
                 assert any(gw in n for n in nets), f"{host.name}: gateway outside plan: {route}"

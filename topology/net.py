@@ -91,4 +91,5 @@ def bridges_present() -> list[str]:
     """Our switch names that exist as links in the root namespace (leftovers when not running)."""
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
-    return sorted(n for n in names if n in SWITCHES or n.startswith(tuple(f"{s}-" for s in SWITCHES)))
+    ports = tuple(f"{s}-" for s in SWITCHES)
+    return sorted(n for n in names if n in SWITCHES or n.startswith(ports))

@@ -17,7 +17,8 @@ else:  # Ubuntu 22.04's Python 3.10
     import tomli as tomllib
 
 DEFAULT_PLAN = Path(__file__).resolve().parent.parent / "config" / "default.toml"
-DOC_RANGES = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+DOC_RANGES = [ipaddress.IPv4Network(n)
+              for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
 EXT_RE = re.compile(r"^[0-9]{4}$")
 
 

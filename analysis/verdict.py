@@ -13,7 +13,7 @@ from typing import Any
 from agents.tones import contains_tone
 from analysis.evidence import Captures, Labels, final_response, requests, responses, where
 from analysis.packets import SipMessage
-from scenarios.model import Scenario
+from scenarios.model import Call, Scenario, wan_of
 from topology.plan import Plan, phone_name
 
 RTP_RATIO = 0.95
@@ -33,6 +33,7 @@ class Verdict:
     explanation: str
     evidence: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    calls: list[dict[str, Any]] = field(default_factory=list)  # per call, multi-call scenarios
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -45,6 +46,8 @@ def _rtp(report: dict[str, Any], key: str) -> int:
 def _checks(sc: Scenario, plan: Plan, caller: dict[str, Any],
             callee: dict[str, Any]) -> dict[str, bool]:
     min_tx = 0.9 * sc.duration_s * PACKETS_PER_S
+    # a WAN profile with loss L lowers the bar to 95 % of what that loss lets through
+    ratio = RTP_RATIO * (1.0 - wan_of(sc, plan).get("loss_pct", 0.0) / 100.0)
     heard = {
         "caller_heard_callee": _heard(caller, plan.call.callee_tone_hz),
         "callee_heard_caller": _heard(callee, plan.call.caller_tone_hz),
@@ -55,9 +58,9 @@ def _checks(sc: Scenario, plan: Plan, caller: dict[str, Any],
         "callee_confirmed": bool(callee.get("confirmed")),
         "bye_answered": _bye_ok(caller) or _bye_ok(callee),
         "rtp_to_caller": _rtp(callee, "tx") >= min_tx
-        and _rtp(caller, "rx") >= RTP_RATIO * _rtp(callee, "tx"),
+        and _rtp(caller, "rx") >= ratio * _rtp(callee, "tx"),
         "rtp_to_callee": _rtp(caller, "tx") >= min_tx
-        and _rtp(callee, "rx") >= RTP_RATIO * _rtp(caller, "tx"),
+        and _rtp(callee, "rx") >= ratio * _rtp(caller, "tx"),
         **heard,
     }
 
@@ -75,8 +78,9 @@ def _heard(report: dict[str, Any], hz: int) -> bool:
 class Explainer:
     """Builds the sentences: what went wrong first, and where the packets show it."""
 
-    def __init__(self, plan: Plan, sc: Scenario, caps: Captures):
-        self.plan, self.sc, self.caps = plan, sc, caps
+    def __init__(self, plan: Plan, call: Call, caps: Captures):
+        self.plan, self.sc, self.caps = plan, call, caps
+        sc = call
         self.label = Labels(plan)
         self.caller_lan, self.callee_lan = plan.lan_of(sc.caller), plan.lan_of(sc.callee)
         self.c_lan = f"r{self.caller_lan.index}-lan"
@@ -208,21 +212,40 @@ class Explainer:
                 f"{phone_name(r_ext)}.pcap shows {len(at_phone)} reaching {r_ext}.")
 
 
-def judge(plan: Plan, sc: Scenario, reports: dict[str, dict[str, Any]],
+def judge(plan: Plan, sc: Scenario, call: Call, reports: dict[str, dict[str, Any]],
           pcaps: dict[str, Path], seconds: float = 0.0) -> Verdict:
     caller, callee = reports.get("caller", {}), reports.get("callee", {})
     checks = _checks(sc, plan, caller, callee)
     works = all(checks.values())
-    ex = Explainer(plan, sc, Captures(pcaps))
+    ex = Explainer(plan, call, Captures(pcaps))
     sig = ex.signalling(checks)
     media = ex.media({"caller": caller, "callee": callee}, checks) if ex.call_id else []
     failed = [k for k, v in checks.items() if not v]
     lead = "Works: every check passed." if works else f"Fails ({', '.join(failed)})."
     evidence = sig + media
+    name = sc.name if sc.calls == 1 else f"{sc.name}/{call.label}"
     return Verdict(
-        name=sc.name, stun=sc.stun, trunk=sc.trunk, expect=sc.expect,
+        name=name, stun=sc.stun, trunk=sc.trunk, expect=sc.expect,
         verdict="works" if works else "fails",
         rtp_received={"caller": _rtp(caller, "rx"), "callee": _rtp(callee, "rx")},
         rtp_sent={"caller": _rtp(caller, "tx"), "callee": _rtp(callee, "tx")},
         checks=checks, explanation=" ".join([lead, *evidence]), evidence=evidence,
         seconds=round(seconds, 2))
+
+
+def combine(sc: Scenario, calls: list[Verdict]) -> Verdict:
+    """One verdict for a multi-call scenario: works only if every call works."""
+    if len(calls) == 1:
+        return calls[0]
+    bad = [v for v in calls if v.verdict != "works"]
+    lead = f"{len(calls) - len(bad)}/{len(calls)} calls work."
+    detail = f" First failing call {bad[0].name}: {bad[0].explanation}" if bad else ""
+    checks = {k: all(v.checks[k] for v in calls) for k in calls[0].checks}
+    total = {r: sum(v.rtp_received[r] for v in calls) for r in ("caller", "callee")}
+    sent = {r: sum(v.rtp_sent[r] for v in calls) for r in ("caller", "callee")}
+    return Verdict(name=sc.name, stun=sc.stun, trunk=sc.trunk, expect=sc.expect,
+                   verdict="fails" if bad else "works", rtp_received=total, rtp_sent=sent,
+                   checks=checks, explanation=lead + detail,
+                   evidence=[lead] + (bad[0].evidence if bad else calls[0].evidence),
+                   seconds=round(sum(v.seconds for v in calls), 2),
+                   calls=[v.as_dict() for v in calls])

@@ -8,18 +8,24 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from analysis.verdict import Verdict, judge
+from analysis.qos import call_qos
+from analysis.verdict import Verdict, combine, judge
 from capture.tcpdump import CaptureError
+from natlab import cmd_emodel
 from natlab.guard import AlreadyRunning, RunLock, clean_leftovers, is_locked, raise_on_term
 from natlab.preflight import PreflightError, preflight
+from report.qos import QosScenario, write_qos
 from report.write import new_run_dir, text_table, write_run
-from scenarios.model import Scenario, available_sets, select
-from scenarios.runner import RawRun, RunError, load_raw, run_scenario
+from scenarios.calls import RunError
+from scenarios.model import Scenario, available_sets, select, wan_of
+from scenarios.runner import RawRun, load_raw, run_scenario
 from services.daemon import DaemonError
 from topology.plan import ConfigError, Plan, load_plan
 from topology.router import RouterError
 
 ROOT = Path(__file__).resolve().parent.parent
+EXTRA_COMMANDS = (cmd_emodel,)
+DEFAULT_SETS = ("default", "paper-qos")
 INPUT_ERRORS = (ConfigError, PreflightError, AlreadyRunning)
 RUN_ERRORS = (DaemonError, RunError, RouterError, CaptureError)
 
@@ -34,7 +40,9 @@ def _phones(plan: Plan) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     plan = _plan(args)
-    scenarios = select(plan, args.set, args.scenario)  # all input is checked before any start
+    sets = args.set or list(DEFAULT_SETS)
+    scenarios = ([sc for s in sets for sc in select(plan, s)] if not args.scenario
+                 else select(plan, names=args.scenario))  # all input is checked before any start
     preflight()
     lock = RunLock()
     results = Path(args.results).resolve()
@@ -43,20 +51,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     raise_on_term()
     started = time.monotonic()
     verdicts: list[Verdict] = []
+    qos: list[QosScenario] = []
     try:
         for sc in scenarios:
             print(f"natlab: {sc.name}: {sc.description} ...", flush=True)
-            raw = run_scenario(plan, sc, rundir / sc.name)
-            verdicts.append(_judge(plan, raw))
-            print(f"natlab: {sc.name}: {verdicts[-1].verdict} ({raw.seconds:.1f} s)", flush=True)
+            t0 = time.monotonic()
+            raws = run_scenario(plan, sc, rundir / sc.name)
+            verdicts.append(_judge(plan, sc, raws, rundir / sc.name))
+            qos += _qos(plan, sc, raws, rundir / sc.name)
+            print(f"natlab: {sc.name}: {verdicts[-1].verdict} "
+                  f"({time.monotonic() - t0:.1f} s)", flush=True)
     finally:
         left = clean_leftovers(lock.state_file)
         lock.release()
         if left:
             print(f"natlab: removed leftovers: {', '.join(left)}", file=sys.stderr)
     meta = {"run_id": rundir.name, "wall_s": round(time.monotonic() - started, 2),
-            "set": args.set if not args.scenario else "custom", "impairment": "none"}
-    write_run(rundir, plan, verdicts, meta)
+            "sets": sets if not args.scenario else ["custom"]}
+    write_run(rundir, plan, verdicts, meta, write_qos(rundir, qos))
     print(text_table(verdicts))
     print(f"natlab: wrote {rundir}/summary.json and report.md ({meta['wall_s']:.1f} s)")
     disagree = [v.name for v in verdicts if v.verdict != v.expect]
@@ -66,10 +78,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _judge(plan: Plan, raw: RawRun) -> Verdict:
-    verdict = judge(plan, raw.scenario, raw.reports, raw.pcaps, raw.seconds)
-    (raw.dir / "verdict.json").write_text(json.dumps(verdict.as_dict(), indent=2) + "\n")
+def _judge(plan: Plan, sc: Scenario, raws: list[RawRun], outdir: Path) -> Verdict:
+    calls = [judge(plan, sc, r.call, r.reports, r.pcaps, r.seconds) for r in raws]
+    verdict = combine(sc, calls)
+    (outdir / "verdict.json").write_text(json.dumps(verdict.as_dict(), indent=2) + "\n")
     return verdict
+
+
+def _qos(plan: Plan, sc: Scenario, raws: list[RawRun], outdir: Path) -> list[QosScenario]:
+    if not sc.qos:
+        return []
+    wan_txt = outdir / "wan.txt"
+    mech = " ".join(wan_txt.read_text().split("\n")[1:]).strip() if wan_txt.exists() else ""
+    qs = QosScenario(sc.name, sc.description, wan_of(sc, plan), mech or "no impairment")
+    for raw in raws:
+        c = raw.call
+        ips = plan.lan_of(c.caller).phones[c.caller], plan.lan_of(c.callee).phones[c.callee]
+        qs.rows += call_qos(c.label, c.caller, c.callee, ips[0], ips[1], raw.pcaps)
+    return [qs]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -81,12 +107,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"{rundir} is not a natlab run (no summary.json)")
     meta = {k: v for k, v in json.loads(old.read_text()).items() if k not in ("scenarios",)}
     verdicts = []
+    qos: list[QosScenario] = []
     for entry in json.loads(old.read_text())["scenarios"]:
         sc = select(plan, names=[entry["name"]])[0]
-        raw = load_raw(sc, rundir / sc.name)
-        raw.seconds = float(entry.get("seconds", 0.0))
-        verdicts.append(_judge(plan, raw))
-    write_run(rundir, plan, verdicts, meta)
+        raws = [load_raw(sc, call, rundir / sc.name) for call in sc.call_list()]
+        for raw, old_call in zip(raws, entry.get("calls") or [entry], strict=False):
+            raw.seconds = float(old_call.get("seconds", 0.0))
+        verdicts.append(_judge(plan, sc, raws, rundir / sc.name))
+        qos += _qos(plan, sc, raws, rundir / sc.name)
+    write_run(rundir, plan, verdicts, meta, write_qos(rundir, qos))
     print(text_table(verdicts))
     print(f"natlab: rewrote {rundir}/summary.json and report.md")
     return 0
@@ -167,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="address plan TOML (default: config/default.toml)")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run scenarios, capture, analyse, write results/<run-id>/")
-    run.add_argument("--set", default="default", help="scenario set (a folder in scenarios/)")
+    run.add_argument("--set", action="append", metavar="SET",
+                     help="scenario set, a folder in scenarios/ (repeatable; default: "
+                          f"{' and '.join(DEFAULT_SETS)})")
     run.add_argument("--scenario", action="append", metavar="NAME",
                      help="run only this scenario (repeatable; a name or a .toml path)")
     run.add_argument("--results", default=str(ROOT / "results"), help="results folder")
@@ -186,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_argument("--results", default=str(ROOT / "results"), help="results folder")
     cli.add_argument("--script", help="run Mininet CLI commands from this file, then tear down")
     cli.set_defaults(func=cmd_cli)
+    for module in EXTRA_COMMANDS:
+        module.register(sub)
     return p
 
 
@@ -193,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except INPUT_ERRORS as exc:
+    except (*INPUT_ERRORS, ValueError) as exc:
         print(f"natlab: error: {exc}", file=sys.stderr)
         return 2
     except RUN_ERRORS as exc:

@@ -35,7 +35,8 @@ def summary(plan: Plan, verdicts: list[Verdict], meta: dict[str, Any]) -> dict[s
 def markdown(plan: Plan, verdicts: list[Verdict], meta: dict[str, Any]) -> str:
     out = [f"# natlab run {meta['run_id']}", "",
            f"Host {platform.node()}, kernel {platform.release()}, config `{plan.source}`, "
-           f"wall time {meta['wall_s']:.1f} s, impairment: {meta.get('impairment', 'none')}.", "",
+           f"wall time {meta['wall_s']:.1f} s, scenario sets: "
+           f"{', '.join(meta.get('sets', []))}.", "",
            "A call **works** when both sides reach CONFIRMED (the callee got the ACK), the BYE is "
            "answered, each direction receives >= 95 % of the RTP the other side sent, and each "
            "recording contains the other side's tone. The paper's claim: only STUN on the phones "
@@ -55,9 +56,13 @@ def markdown(plan: Plan, verdicts: list[Verdict], meta: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_run(rundir: Path, plan: Plan, verdicts: list[Verdict], meta: dict[str, Any]) -> None:
+def write_run(rundir: Path, plan: Plan, verdicts: list[Verdict], meta: dict[str, Any],
+              extra_md: list[str] | None = None) -> None:
     (rundir / "summary.json").write_text(json.dumps(summary(plan, verdicts, meta), indent=2) + "\n")
-    (rundir / "report.md").write_text(markdown(plan, verdicts, meta))
+    text = markdown(plan, verdicts, meta)
+    if extra_md:
+        text += "\n" + "\n".join(extra_md) + "\n"
+    (rundir / "report.md").write_text(text)
 
 
 def new_run_dir(results: Path) -> Path:

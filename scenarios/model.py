@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from topology.plan import ConfigError, Plan
+from topology.plan import ConfigError, Plan, parse_wan_profiles
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -19,6 +19,19 @@ VERDICTS = ("works", "fails")
 
 
 @dataclass(frozen=True)
+class Call:
+    """One call of a scenario: who calls whom, in which round (calls of a round are concurrent)."""
+    index: int  # 1-based
+    round: int  # 1-based
+    caller: str
+    callee: str
+
+    @property
+    def label(self) -> str:
+        return f"call-{self.index:02d}"
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str  # file stem, e.g. 006_call_stun_nataware
     description: str
@@ -28,6 +41,26 @@ class Scenario:
     caller: str
     callee: str
     duration_s: float
+    calls: int = 1
+    pairs: tuple[tuple[str, str], ...] = ()  # concurrent (caller, callee) pairs; default one
+    wan: str = "clean"  # WAN profile name from the config, or "inline"
+    wan_values: tuple[tuple[str, float], ...] = ()  # an inline [wan] table of the scenario
+    qos: bool = False  # compute the QoS table for this scenario
+
+    def call_list(self) -> list[Call]:
+        """Calls in order; call i uses pair i mod len(pairs), rounds of len(pairs) calls."""
+        pairs = self.pairs or ((self.caller, self.callee),)
+        return [Call(i + 1, i // len(pairs) + 1, *pairs[i % len(pairs)])
+                for i in range(self.calls)]
+
+    @property
+    def rounds(self) -> int:
+        return max(c.round for c in self.call_list())
+
+
+def wan_of(sc: Scenario, plan: Plan) -> dict[str, float]:
+    """The impairment values a scenario runs with ({} = clean)."""
+    return dict(sc.wan_values) if sc.wan == "inline" else dict(plan.wan_profiles.get(sc.wan, {}))
 
 
 def available_sets() -> list[str]:
@@ -36,7 +69,8 @@ def available_sets() -> list[str]:
 
 def _parse(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
     where = path.name
-    known = {"description", "stun", "trunk", "expect", "caller", "callee", "duration_s"}
+    known = {"description", "stun", "trunk", "expect", "caller", "callee", "duration_s",
+             "calls", "pairs", "wan", "qos"}
     extra = set(data) - known
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
@@ -57,9 +91,39 @@ def _parse(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
     duration = float(data.get("duration_s", plan.call.duration_s))
     if not 1.0 <= duration <= 60.0:
         raise ConfigError(f"{where}: duration_s must be within 1..60 s")
+    calls = data.get("calls", 1)
+    if not isinstance(calls, int) or not 1 <= calls <= 20:
+        raise ConfigError(f"{where}: calls must be an integer within 1..20")
+    pairs = tuple(_pair(where, p, plan) for p in data.get("pairs", []))
+    phones = [e for pair in pairs for e in pair]
+    if len(set(phones)) != len(phones):
+        raise ConfigError(f"{where}: a phone appears in two concurrent pairs")
+    wan_raw = data.get("wan", "clean")
+    wan_values: tuple[tuple[str, float], ...] = ()
+    if isinstance(wan_raw, dict):  # inline impairment, e.g. wan = { loss_pct = 2 }
+        wan_values = tuple(sorted(parse_wan_profiles({"wan": {"inline": wan_raw}})
+                                  ["inline"].items()))
+        wan = "inline"
+    else:
+        wan = str(wan_raw)
+    if wan != "inline" and wan not in plan.wan_profiles:
+        raise ConfigError(f"{where}: unknown WAN profile {wan!r} "
+                          f"(config has: {', '.join(sorted(plan.wan_profiles))})")
     return Scenario(name=path.stem, description=str(data.get("description", "")),
                     stun=data["stun"], trunk=trunk, expect=expect,
-                    caller=caller, callee=callee, duration_s=duration)
+                    caller=caller, callee=callee, duration_s=duration, calls=calls,
+                    pairs=pairs, wan=wan, wan_values=wan_values,
+                    qos=bool(data.get("qos", False)))
+
+
+def _pair(where: str, value: Any, plan: Plan) -> tuple[str, str]:
+    if not (isinstance(value, list) and len(value) == 2):
+        raise ConfigError(f"{where}: pairs must be a list of [caller, callee]")
+    caller, callee = str(value[0]), str(value[1])
+    plan.lan_of(caller), plan.lan_of(callee)
+    if caller == callee:
+        raise ConfigError(f"{where}: a pair calls itself ({caller})")
+    return caller, callee
 
 
 def load_scenario(path: Path, plan: Plan) -> Scenario:

@@ -6,10 +6,6 @@ cannot leak state into each other. Every wait has a deadline.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -17,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from capture.tcpdump import start_captures
-from scenarios.model import Scenario
+from scenarios.calls import STUN_PORT, call_dir, run_round
+from scenarios.model import Call, Scenario
+from scenarios.wan import wan_profile
 from services.coturn import Coturn, CoturnOptions
 from services.daemon import Daemon
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
@@ -25,19 +23,14 @@ from topology.net import Network
 from topology.plan import Lan, Plan, phone_name
 from topology.router import PortForward
 
-STUN_PORT = 3478
 READY_TIMEOUT = 10.0
-CALLEE_GRACE = 1.0  # after the caller is done, the callee gets this long to finish
-
-
-class RunError(RuntimeError):
-    pass
 
 
 @dataclass
 class RawRun:
     """What one scenario left on disk, before analysis."""
     scenario: Scenario
+    call: Call
     dir: Path
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # caller/callee -> report
     pcaps: dict[str, Path] = field(default_factory=dict)  # "r1-lan" -> path
@@ -59,50 +52,6 @@ def port_forwards(plan: Plan, trunk: str) -> dict[str, PortForward | None]:
     return out
 
 
-def agent_args(plan: Plan, sc: Scenario, ext: str, role: str, workdir: Path) -> list[str]:
-    lan = plan.lan_of(ext)
-    tone = plan.call.caller_tone_hz if role == "caller" else plan.call.callee_tone_hz
-    args = [sys.executable, "-m", "agents.sipagent", "--ext", ext, "--bind", lan.phones[ext],
-            "--pbx", f"{lan.pbx}:5060", "--duration", str(sc.duration_s),
-            "--tone-hz", str(tone), "--workdir", str(workdir),
-            "--report", str(workdir / f"{role}.json"),
-            "--ready-file", str(workdir / f"{role}.ready")]
-    args += ["--call", sc.callee] if role == "caller" else ["--answer"]
-    args += ["--max-wait", str(sc.duration_s + 8)]
-    if sc.stun:
-        args += ["--stun", f"{plan.servers.stun}:{STUN_PORT}"]
-    return args
-
-
-def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise RunError(f"{what} exited ({proc.returncode}) before it was ready; see its log")
-        if time.monotonic() > deadline:
-            raise RunError(f"{what} not ready after {timeout:.0f}s")
-        time.sleep(0.02)
-
-
-def _end(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """Wait for an agent; past the deadline ask it to finish (on SIGTERM it hangs up and
-    writes its report within ~2 s), and kill it only if it does not."""
-    for sig, wait in ((None, timeout), (signal.SIGTERM, 8.0), (signal.SIGKILL, 3.0)):
-        if sig is not None and proc.poll() is None:
-            os.kill(proc.pid, sig)
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _start_agent(host: Any, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as fh:
-        proc: subprocess.Popen[bytes] = host.popen(args, stdout=fh, stderr=subprocess.STDOUT)
-    return proc
-
-
 def _daemons(net: Network, plan: Plan, sc: Scenario, outdir: Path) -> list[Daemon]:
     daemons: list[Daemon] = [Coturn(net.stun, outdir / "stun",
                                     CoturnOptions(listen_ips=(plan.servers.stun,), port=STUN_PORT))]
@@ -112,15 +61,15 @@ def _daemons(net: Network, plan: Plan, sc: Scenario, outdir: Path) -> list[Daemo
     return daemons
 
 
-def capture_points(plan: Plan, sc: Scenario) -> list[tuple[str, str, str]]:
-    """(node, interface, pcap name): both sides of both routers, both PBXs, both phones."""
+def capture_points(plan: Plan, calls: list[Call]) -> list[tuple[str, str, str]]:
+    """(node, interface, pcap name): both sides of both routers, both PBXs, the phones."""
     points = []
     for lan in plan.lans:
         for side in ("lan", "wan"):
             name = f"{lan.router_name}-{side}"
             points.append((lan.router_name, name, name))
         points.append((lan.pbx_name, f"{lan.pbx_name}-eth0", lan.pbx_name))
-    for ext in (sc.caller, sc.callee):
+    for ext in sorted({e for c in calls for e in (c.caller, c.callee)}):
         points.append((phone_name(ext), f"{phone_name(ext)}-eth0", phone_name(ext)))
     return points
 
@@ -140,42 +89,46 @@ def start_services(stack: ExitStack, net: Network, plan: Plan, sc: Scenario,
     return daemons
 
 
-def run_scenario(plan: Plan, sc: Scenario, outdir: Path) -> RawRun:
+def run_scenario(plan: Plan, sc: Scenario, outdir: Path) -> list[RawRun]:
+    """One network and one set of daemons per scenario; calls run in rounds, each round with
+    its own captures; returns one RawRun per call."""
     outdir.mkdir(parents=True, exist_ok=True)
-    raw = RawRun(scenario=sc, dir=outdir)
     started = time.monotonic()
+    raws: list[RawRun] = []
     with Network(plan, port_forwards(plan, sc.trunk)) as net, ExitStack() as stack:
-        specs = []
-        for node, intf, key in capture_points(plan, sc):
-            raw.pcaps[key] = outdir / f"{key}.pcap"
-            specs.append((net.host(node), intf, raw.pcaps[key]))
-        for cap in start_captures(specs):
-            stack.callback(cap.stop)
         start_services(stack, net, plan, sc, outdir)
-        agents = outdir / "agents"
-        agents.mkdir(exist_ok=True)
-        callee = _start_agent(net.phone(sc.callee),
-                              agent_args(plan, sc, sc.callee, "callee", agents),
-                              agents / "callee.log")
-        stack.callback(_end, callee, 0.1)
-        _wait_file(agents / "callee.ready", callee, READY_TIMEOUT, f"callee agent {sc.callee}")
-        caller = _start_agent(net.phone(sc.caller),
-                              agent_args(plan, sc, sc.caller, "caller", agents),
-                              agents / "caller.log")
-        stack.callback(_end, caller, 0.1)
-        _end(caller, sc.duration_s + 20)
-        _end(callee, CALLEE_GRACE)
-    loaded = load_raw(sc, outdir)
-    loaded.seconds = time.monotonic() - started
-    return loaded
+        stack.enter_context(wan_profile(net, plan, sc, outdir))
+        for rnd in range(1, sc.rounds + 1):
+            calls = [c for c in sc.call_list() if c.round == rnd]
+            rdir = round_dir(sc, outdir, rnd)
+            t0 = time.monotonic()
+            with ExitStack() as round_stack:
+                specs = [(net.host(node), intf, rdir / f"{key}.pcap")
+                         for node, intf, key in capture_points(plan, calls)]
+                for cap in start_captures(specs):
+                    round_stack.callback(cap.stop)
+                run_round(round_stack, net, plan, sc, calls, outdir)
+            for call in calls:
+                raw = load_raw(sc, call, outdir)
+                raw.seconds = time.monotonic() - (started if sc.calls == 1 else t0)
+                raws.append(raw)
+    return raws
 
 
-def load_raw(sc: Scenario, outdir: Path) -> RawRun:
-    """A scenario's outputs as found on disk (agent reports and pcaps)."""
-    raw = RawRun(scenario=sc, dir=outdir)
+def round_dir(sc: Scenario, outdir: Path, rnd: int) -> Path:
+    path = outdir if sc.calls == 1 else outdir / f"round-{rnd:02d}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_raw(sc: Scenario, call: Call, outdir: Path) -> RawRun:
+    """A call's outputs as found on disk (agent reports and its round's pcaps)."""
+    cdir = call_dir(sc, call, outdir)
+    raw = RawRun(scenario=sc, call=call, dir=cdir)
     for role in ("caller", "callee"):
-        path = outdir / "agents" / f"{role}.json"
+        path = cdir / "agents" / f"{role}.json"
         if path.exists():
             raw.reports[role] = json.loads(path.read_text())
-    raw.pcaps = {p.stem: p for p in sorted(outdir.glob("*.pcap"))}
+    pdir = outdir if sc.calls == 1 else outdir / f"round-{call.round:02d}"
+    raw.pcaps = {p.stem: p for p in sorted(pdir.glob("*.pcap"))}
     return raw

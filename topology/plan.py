@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ class Plan:
     servers: Servers
     call: CallSettings
     source: str  # file it came from
+    wan_profiles: dict[str, dict[str, float]] = field(default_factory=lambda: {"clean": {}})
 
     def lan_of(self, ext: str) -> Lan:
         for lan in self.lans:
@@ -215,13 +216,40 @@ def _check_subnets(data: dict[str, Any]) -> None:
                 raise ConfigError(f"subnets overlap: {name_a} {a} and {name_b} {b}")
 
 
+WAN_KEYS = ("delay_ms", "jitter_ms", "loss_pct", "loss_burst", "rate_kbit")
+
+
+def parse_wan_profiles(data: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """[wan.<name>] tables: impairments applied on the public core's links (clean = none)."""
+    raw = data.get("wan", {})
+    if not isinstance(raw, dict):
+        raise ConfigError("[wan] must hold tables like [wan.clean]")
+    profiles: dict[str, dict[str, float]] = {"clean": {}}
+    for name, table in raw.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"wan.{name} must be a table")
+        unknown = set(table) - set(WAN_KEYS)
+        if unknown:
+            raise ConfigError(f"wan.{name}: unknown key(s) {', '.join(sorted(unknown))} "
+                              f"(allowed: {', '.join(WAN_KEYS)})")
+        try:
+            values = {k: float(v) for k, v in table.items()}
+        except (TypeError, ValueError):
+            raise ConfigError(f"wan.{name}: values must be numbers") from None
+        if any(v < 0 for v in values.values()) or values.get("loss_pct", 0) > 100:
+            raise ConfigError(f"wan.{name}: values must be >= 0 and loss_pct <= 100")
+        profiles[name] = values
+    return profiles
+
+
 def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
     _check_subnets(data)
     lans = (_lan(data, "lan1", 1), _lan(data, "lan2", 2))
     srv = _section(data, "servers")
     subnet = _net(srv.get("subnet"), "servers.subnet")
     servers = Servers(subnet=subnet, stun=_host(srv.get("stun"), subnet, "servers.stun"))
-    plan = Plan(lans=lans, servers=servers, call=_call(data, lans), source=source)
+    plan = Plan(lans=lans, servers=servers, call=_call(data, lans), source=source,
+                wan_profiles=parse_wan_profiles(data))
     _check_unique(plan)
     _check_public(plan)
     return plan

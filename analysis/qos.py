@@ -1,0 +1,160 @@
+"""QoS of a call, per direction: the paper's columns, true one-way delay, jitter, loss, R, MOS.
+
+The paper (Table 4.1) took Wireshark's RTP stream analysis at the receiver: Total Paket,
+Total delay (the sum of inter-arrival deltas), Paket Loss, "Delay" = Total delay / packets
+(so really the mean packet spacing, ~20 ms = ptime) and Jitter (mean RFC 3550 jitter). We
+compute the same from the receiving phone's capture, and add what "delay" should have meant:
+the one-way network delay of every packet, by matching (SSRC, sequence) between the sender's
+and the receiver's capture (all namespaces share one clock).
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis.emodel import (
+    burst_ratio,
+    compute,
+    from_measurement,
+    jitter_buffer_loss,
+    paper_formula,
+)
+from analysis.packets import Udp, read_udp
+from analysis.rtpstats import StreamStats, analyse
+
+JITTER_BUFFER_MS = 40.0  # fixed buffer (2 packets of 20 ms) for the G.107 late-loss model
+CODEC = "g711"
+
+
+@dataclass
+class Direction:
+    """One RTP direction of a call, as the receiver saw it."""
+    call: str
+    sender: str  # extension
+    receiver: str
+    packets: int
+    lost: int
+    loss_pct: float
+    total_delay_s: float  # paper: sum of inter-arrival deltas
+    paper_delay_ms: float  # paper: total delay / packets (mean spacing)
+    mean_jitter_ms: float
+    max_jitter_ms: float
+    owd_min_ms: float | None
+    owd_mean_ms: float | None
+    owd_max_ms: float | None
+    late_pct: float  # beyond the fixed jitter buffer
+    burst_ratio: float
+    r_g107: float
+    mos_g107: float
+    r_paper: float
+    mos_paper: float
+    series: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("series")
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def _rtp_header(p: bytes) -> tuple[int, int, int, int, bool]:
+    """(ssrc, seq, timestamp, payload type, marker)."""
+    return (int.from_bytes(p[8:12], "big"), int.from_bytes(p[2:4], "big"),
+            int.from_bytes(p[4:8], "big"), p[1] & 0x7F, bool(p[1] & 0x80))
+
+
+def _stream(packets: list[Udp], ip: str, outbound: bool) -> list[Udp]:
+    """RTP (PCMU/PCMA) packets leaving (outbound) or reaching a phone's address."""
+    return [p for p in packets if p.kind == "rtp" and (p.src if outbound else p.dst) == ip
+            and (p.payload[1] & 0x7F) in (0, 8)]
+
+
+def one_way_delays(sent: list[Udp], received: list[Udp]) -> list[float]:
+    """Per received packet, arrival minus departure (ms), matched on (SSRC, seq)."""
+    departure: dict[tuple[int, int], float] = {}
+    for p in sent:
+        ssrc, seq, *_ = _rtp_header(p.payload)
+        departure.setdefault((ssrc, seq), p.time)
+    out = []
+    for p in received:
+        ssrc, seq, *_ = _rtp_header(p.payload)
+        t = departure.get((ssrc, seq))
+        if t is not None:
+            out.append((p.time - t) * 1000.0)
+    return out
+
+
+def _lost_flags(stats_seqs: list[int]) -> list[bool]:
+    """Loss pattern over the sequence span (True = lost), for the burst ratio."""
+    if not stats_seqs:
+        return []
+    ext, last, cycles = [], stats_seqs[0], 0
+    for s in stats_seqs:
+        if s < last and last - s > 30000:
+            cycles += 1
+        last = s
+        ext.append(s + cycles * 65536)
+    got = set(ext)
+    return [n not in got for n in range(min(ext), max(ext) + 1)]
+
+
+def direction(call: str, sender: str, receiver: str, sent_caps: list[Udp],
+              recv_caps: list[Udp], sender_ip: str, receiver_ip: str) -> Direction | None:
+    recv = _stream(recv_caps, receiver_ip, outbound=False)
+    if not recv:
+        return None
+    heads = [_rtp_header(p.payload) for p in recv]
+    ssrc = heads[0][0]
+    keep = [i for i, h in enumerate(heads) if h[0] == ssrc]
+    recv = [recv[i] for i in keep]
+    heads = [heads[i] for i in keep]
+    st: StreamStats = analyse([p.time * 1000.0 for p in recv], [h[1] for h in heads],
+                              [h[2] for h in heads], [h[3] for h in heads],
+                              [h[4] for h in heads])
+    owd = one_way_delays(_stream(sent_caps, sender_ip, outbound=True), recv)
+    loss = max(0.0, st.lost_pct)
+    late = jitter_buffer_loss(owd, JITTER_BUFFER_MS) if owd else 0.0
+    flags = _lost_flags([h[1] for h in heads])
+    br = burst_ratio(flags) if any(flags) and not all(flags) else 1.0
+    owd_mean = statistics.fmean(owd) if owd else 0.0
+    g107 = compute(from_measurement(CODEC, owd_mean, loss, burst_ratio=br,
+                                    jitter_buffer_ms=JITTER_BUFFER_MS, late_loss_pct=late))
+    total_delay_s = sum(st.delta_ms[1:]) / 1000.0
+    paper_delay = total_delay_s * 1000.0 / st.packets
+    paper = paper_formula(paper_delay, loss / 100.0, 0.0)
+    return Direction(
+        call=call, sender=sender, receiver=receiver, packets=st.packets, lost=st.lost,
+        loss_pct=loss, total_delay_s=total_delay_s, paper_delay_ms=paper_delay,
+        mean_jitter_ms=st.mean_jitter, max_jitter_ms=st.max_jitter,
+        owd_min_ms=min(owd) if owd else None, owd_mean_ms=owd_mean if owd else None,
+        owd_max_ms=max(owd) if owd else None, late_pct=late, burst_ratio=br,
+        r_g107=g107.R, mos_g107=g107.MOS, r_paper=paper.R, mos_paper=paper.MOS,
+        series={"t_s": [p.time - recv[0].time for p in recv], "jitter_ms": st.jitter_ms,
+                "delta_ms": st.delta_ms, "owd_ms": owd})
+
+
+def call_qos(call: str, caller: str, callee: str, caller_ip: str, callee_ip: str,
+             pcaps: dict[str, Path]) -> list[Direction]:
+    """Both directions of one call from the two phones' captures (p<ext>.pcap)."""
+    cap_a = read_udp(pcaps.get(f"p{caller}", Path("/nonexistent")))
+    cap_b = read_udp(pcaps.get(f"p{callee}", Path("/nonexistent")))
+    out = []
+    legs = ((caller, callee, cap_a, cap_b, caller_ip, callee_ip),
+            (callee, caller, cap_b, cap_a, callee_ip, caller_ip))
+    for snd, rcv, s_cap, r_cap, s_ip, r_ip in legs:
+        d = direction(call, snd, rcv, s_cap, r_cap, s_ip, r_ip)
+        if d is not None:
+            out.append(d)
+    return out
+
+
+def averages(rows: list[Direction]) -> dict[str, Any]:
+    keys = ["packets", "lost", "loss_pct", "total_delay_s", "paper_delay_ms", "mean_jitter_ms",
+            "max_jitter_ms", "owd_min_ms", "owd_mean_ms", "owd_max_ms", "late_pct",
+            "r_g107", "mos_g107", "r_paper", "mos_paper"]
+    out: dict[str, Any] = {"call": "average", "sender": "", "receiver": ""}
+    for k in keys:
+        vals = [getattr(r, k) for r in rows if getattr(r, k) is not None]
+        out[k] = round(statistics.fmean(vals), 4) if vals else None
+    return out

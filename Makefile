@@ -25,7 +25,7 @@ check: setup
 
 lint: setup
 	.venv/bin/ruff check .
-	.venv/bin/mypy natlab topology agents scenarios services capture analysis report
+	.venv/bin/mypy natlab topology agents scenarios services capture analysis report impair bench tests
 
 bench: setup
 	$(PY) -m bench.topology_time

@@ -55,6 +55,7 @@ class Report:
     invite_code: int | None = None
     states: list[dict[str, Any]] = field(default_factory=list)
     confirmed: bool = False
+    cancelled: bool = False  # callee: the INVITE was CANCELled before we answered
     bye: dict[str, Any] = field(default_factory=lambda: {"direction": None, "status": None})
     local_sdp: dict[str, Any] | None = None
     remote_sdp: dict[str, Any] | None = None
@@ -391,6 +392,10 @@ class Phone:
             self.confirmed_at = t
             self.report.confirmed = True
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            callee = self.incoming_at is not None
+            if callee and not self.report.confirmed and ci.lastStatusCode == 487:
+                self.report.cancelled = True
+                self.note_error("cancelled by caller/PBX")
             self.sample_stats()
             self._media_ended()
             self.disconnected = True

@@ -35,7 +35,7 @@ from agents.tones import write_tone
 from services import stunmsg
 
 PUMP_MS = 20
-ANSWER_DELAY = 0.2  # seconds between 180 Ringing and 200 OK
+ANSWER_DELAY = 0.2  # default seconds between 180 Ringing and 200 OK
 SETTLE_SECONDS = 1.0  # how long to wait for the BYE's final response after hanging up
 STATS_EVERY = 0.2
 STUN_TIMEOUT = 1.0  # seconds per port, retransmitting every 0.25 s
@@ -88,11 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sip-port", type=_positive(int), default=5060, metavar="PORT", help="SIP UDP port (5060)"
     )
     p.add_argument(
-        "--rtp-port",
-        type=_positive(int),
-        default=4000,
-        metavar="PORT",
-        help="first RTP port (4000)",
+        "--rtp-port", type=_positive(int), default=4000, metavar="PORT", help="RTP port (4000)"
     )
     p.add_argument(
         "--pbx",
@@ -107,9 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="call TARGET: an extension (sip:TARGET@PBX) or a full sip: URI",
     )
     role.add_argument(
-        "--answer",
-        action="store_true",
-        help="auto-answer one call: 180 Ringing, then 200 OK after 0.2 s",
+        "--answer", action="store_true", help="auto-answer one call: 180, then 200 OK"
+    )
+    role.add_argument(
+        "--no-answer", action="store_true", help="take one call: 180, ring until CANCEL/max-wait"
+    )
+    p.add_argument(
+        "--answer-delay",
+        type=float,
+        default=ANSWER_DELAY,
+        metavar="S",
+        help=f"--answer: seconds between 180 Ringing and 200 OK ({ANSWER_DELAY:g})",
     )
     p.add_argument(
         "--stun",
@@ -132,10 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hard bound on the agent's life after registration (duration + 8)",
     )
     p.add_argument(
-        "--tone-hz",
-        type=_positive(float),
-        metavar="HZ",
-        help="play a looped sine of HZ into the call",
+        "--tone-hz", type=_positive(float), metavar="HZ", help="play a looped sine of HZ"
     )
     p.add_argument(
         "--workdir",
@@ -148,10 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", type=Path, metavar="PATH", help="JSON report path (<workdir>/<ext>-report.json)"
     )
     p.add_argument(
-        "--ready-file",
-        type=Path,
-        metavar="PATH",
-        help="touched once registered (at once without --pbx)",
+        "--ready-file", type=Path, metavar="PATH", help="touched once registered (or at once)"
     )
     p.add_argument(
         "--log-level",
@@ -168,6 +166,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if args.call and not args.call.startswith("sip:") and not args.pbx:
         raise UsageError("--call EXT needs --pbx (or give a full sip: URI)")
+    if args.answer_delay < 0:
+        raise UsageError("--answer-delay must be >= 0")
     if args.tone_hz is not None and args.tone_hz >= 4000:
         raise UsageError("--tone-hz must be below 4000 (8 kHz sampling)")
     if args.max_wait is None:
@@ -319,7 +319,7 @@ class Agent:
                 phone.sample_stats()
                 last_sample = now
             if phone.incoming_at is not None and not answered and not phone.disconnected:
-                if now >= phone.incoming_at + ANSWER_DELAY:
+                if self.args.answer and now >= phone.incoming_at + self.args.answer_delay:
                     self._answer()
                     answered = True
             limit = deadline

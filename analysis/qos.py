@@ -46,10 +46,11 @@ class Direction:
     owd_max_ms: float | None
     late_pct: float  # beyond the fixed jitter buffer
     burst_ratio: float
-    r_g107: float
-    mos_g107: float
+    r_g107: float | None  # G.107 is a speech model: None for video
+    mos_g107: float | None
     r_paper: float
     mos_paper: float
+    media: str = "audio"
     series: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def row(self) -> dict[str, Any]:
@@ -64,10 +65,12 @@ def _rtp_header(p: bytes) -> tuple[int, int, int, int, bool]:
             int.from_bytes(p[4:8], "big"), p[1] & 0x7F, bool(p[1] & 0x80))
 
 
-def _stream(packets: list[Udp], ip: str, outbound: bool) -> list[Udp]:
-    """RTP (PCMU/PCMA) packets leaving (outbound) or reaching a phone's address."""
+def _stream(packets: list[Udp], ip: str, outbound: bool,
+            pts: tuple[int, ...] = (0, 8)) -> list[Udp]:
+    """RTP packets of the given payload types (default PCMU/PCMA) leaving (outbound) or
+    reaching a phone's address."""
     return [p for p in packets if p.kind == "rtp" and (p.src if outbound else p.dst) == ip
-            and (p.payload[1] & 0x7F) in (0, 8)]
+            and (p.payload[1] & 0x7F) in pts]
 
 
 def one_way_delays(sent: list[Udp], received: list[Udp]) -> list[float]:
@@ -100,8 +103,10 @@ def _lost_flags(stats_seqs: list[int]) -> list[bool]:
 
 
 def direction(call: str, sender: str, receiver: str, sent_caps: list[Udp],
-              recv_caps: list[Udp], sender_ip: str, receiver_ip: str) -> Direction | None:
-    recv = _stream(recv_caps, receiver_ip, outbound=False)
+              recv_caps: list[Udp], sender_ip: str, receiver_ip: str,
+              video_pt: int | None = None) -> Direction | None:
+    pts = (video_pt,) if video_pt is not None else (0, 8)
+    recv = _stream(recv_caps, receiver_ip, outbound=False, pts=pts)
     if not recv:
         return None
     heads = [_rtp_header(p.payload) for p in recv]
@@ -111,41 +116,46 @@ def direction(call: str, sender: str, receiver: str, sent_caps: list[Udp],
     heads = [heads[i] for i in keep]
     st: StreamStats = analyse([p.time * 1000.0 for p in recv], [h[1] for h in heads],
                               [h[2] for h in heads], [h[3] for h in heads],
-                              [h[4] for h in heads])
-    owd = one_way_delays(_stream(sent_caps, sender_ip, outbound=True), recv)
+                              [h[4] for h in heads],
+                              {video_pt: ("VP8", 90000)} if video_pt is not None else None)
+    owd = one_way_delays(_stream(sent_caps, sender_ip, outbound=True, pts=pts), recv)
     loss = max(0.0, st.lost_pct)
     late = jitter_buffer_loss(owd, JITTER_BUFFER_MS) if owd else 0.0
     flags = _lost_flags([h[1] for h in heads])
     br = burst_ratio(flags) if any(flags) and not all(flags) else 1.0
     owd_mean = statistics.fmean(owd) if owd else 0.0
-    g107 = compute(from_measurement(CODEC, owd_mean, loss, burst_ratio=br,
-                                    jitter_buffer_ms=JITTER_BUFFER_MS, late_loss_pct=late))
+    g107 = None if video_pt is not None else compute(from_measurement(
+        CODEC, owd_mean, loss, burst_ratio=br, jitter_buffer_ms=JITTER_BUFFER_MS,
+        late_loss_pct=late))
     total_delay_s = sum(st.delta_ms[1:]) / 1000.0
     paper_delay = total_delay_s * 1000.0 / st.packets
-    paper = paper_formula(paper_delay, loss / 100.0, 0.0)
+    # the paper's own formula with its d (mean spacing); its video R used Ie = 10
+    paper = paper_formula(paper_delay, loss / 100.0, 10.0 if video_pt is not None else 0.0)
     return Direction(
         call=call, sender=sender, receiver=receiver, packets=st.packets, lost=st.lost,
         loss_pct=loss, total_delay_s=total_delay_s, paper_delay_ms=paper_delay,
         mean_jitter_ms=st.mean_jitter, max_jitter_ms=st.max_jitter,
         owd_min_ms=min(owd) if owd else None, owd_mean_ms=owd_mean if owd else None,
         owd_max_ms=max(owd) if owd else None, late_pct=late, burst_ratio=br,
-        r_g107=g107.R, mos_g107=g107.MOS, r_paper=paper.R, mos_paper=paper.MOS,
+        r_g107=g107.R if g107 else None, mos_g107=g107.MOS if g107 else None,
+        r_paper=paper.R, mos_paper=paper.MOS, media="video" if video_pt is not None else "audio",
         series={"t_s": [p.time - recv[0].time for p in recv], "jitter_ms": st.jitter_ms,
                 "delta_ms": st.delta_ms, "owd_ms": owd})
 
 
 def call_qos(call: str, caller: str, callee: str, caller_ip: str, callee_ip: str,
-             pcaps: dict[str, Path]) -> list[Direction]:
+             pcaps: dict[str, Path], video_pt: int | None = None) -> list[Direction]:
     """Both directions of one call from the two phones' captures (p<ext>.pcap)."""
     cap_a = read_udp(pcaps.get(f"p{caller}", Path("/nonexistent")))
     cap_b = read_udp(pcaps.get(f"p{callee}", Path("/nonexistent")))
     out = []
     legs = ((caller, callee, cap_a, cap_b, caller_ip, callee_ip),
             (callee, caller, cap_b, cap_a, callee_ip, caller_ip))
-    for snd, rcv, s_cap, r_cap, s_ip, r_ip in legs:
-        d = direction(call, snd, rcv, s_cap, r_cap, s_ip, r_ip)
-        if d is not None:
-            out.append(d)
+    for pt in (None,) if video_pt is None else (None, video_pt):
+        for snd, rcv, s_cap, r_cap, s_ip, r_ip in legs:
+            d = direction(call, snd, rcv, s_cap, r_cap, s_ip, r_ip, pt)
+            if d is not None:
+                out.append(d)
     return out
 
 
@@ -153,7 +163,8 @@ def averages(rows: list[Direction]) -> dict[str, Any]:
     keys = ["packets", "lost", "loss_pct", "total_delay_s", "paper_delay_ms", "mean_jitter_ms",
             "max_jitter_ms", "owd_min_ms", "owd_mean_ms", "owd_max_ms", "late_pct",
             "r_g107", "mos_g107", "r_paper", "mos_paper"]
-    out: dict[str, Any] = {"call": "average", "sender": "", "receiver": ""}
+    out: dict[str, Any] = {"call": "average", "sender": "", "receiver": "",
+                           "media": rows[0].media if rows else "audio"}
     for k in keys:
         vals = [getattr(r, k) for r in rows if getattr(r, k) is not None]
         out[k] = round(statistics.fmean(vals), 4) if vals else None

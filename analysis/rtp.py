@@ -8,9 +8,10 @@ tap groups them (source and destination address and port, plus SSRC; a payload t
 stays in the stream, an SSRC change starts a new one), and the statistics are those of
 `analysis.rtpstats` (Wireshark's `rtppacket_analyse`).
 
-Not modelled: other dissectors that claim a packet first (a UDP port registered to another
-protocol, or an earlier heuristic), IP reassembly (fragments are skipped), SDP (dynamic
-payload types get no clock rate unless the caller passes `dynamic`), pcapng.
+UDP ports whose own dissector takes the packet first are skipped (a table measured on
+tshark 4.0.17). Not modelled: other heuristics that could claim a version-2 packet first,
+conversations set up by other protocols (SDP: dynamic payload types get a name and clock
+rate only if the caller passes `dynamic`), IP reassembly (fragments are skipped), pcapng.
 """
 from __future__ import annotations
 
@@ -22,26 +23,32 @@ from pathlib import Path
 from typing import Any
 
 from analysis import rtpstats
-from analysis.rtpstats import DynamicPayloads, StreamStats
+from analysis.rtpstats import DynamicPayloads, StreamStats, payload_name
 
-RTP_SHORT_NAMES: dict[int, str] = {
-    0: "g711U", 1: "fs-1016", 2: "g721", 3: "GSM", 4: "g723", 5: "DVI4 8k", 6: "DVI4 16k",
-    7: "Exp. from Xerox PARC", 8: "g711A", 9: "g722", 10: "16-bit audio, stereo",
-    11: "16-bit audio, monaural", 12: "Qualcomm", 13: "CN", 14: "MPEG-I/II Audio", 15: "g728",
-    16: "DVI4 11k", 17: "DVI4 22k", 18: "g729", 19: "CN(old)", 25: "CellB", 26: "JPEG",
-    28: "NV", 31: "h261", 32: "MPEG-I/II Video", 33: "MPEG-II streams", 34: "h263",
-}
+# UDP ports whose own dissector claims an RTP packet before the heuristics run, in tshark
+# 4.0.17 (measured: one PCMU packet to/from every port 1-65535 of an otherwise silent host).
+# UDP tries the lower port first, then the higher; a dissector may accept only one direction.
+_CLAIMED_PORTS = frozenset((
+    7, 13, 19, 37, 49, 53, 67, 68, 69, 111, 123, 137, 138, 173, 213, 269, 319, 320, 389, 427,
+    434, 464, 496, 500, 513, 514, 520, 521, 524, 525, 546, 547, 664, 701, 853, 854, 910, 921,
+    925, 1001, 1113, 1153, 1194, 1293, 1628, 1629, 1718, 1719, 1745, 1755, 1900, 2099, 2157,
+    2221, 2222, 2246, 2268, 2269, 2313, 2345, 2887, 2944, 2945, 2948, 2949, 3000, 3130, 3250,
+    3343, 3357, 3389, 3452, 3455, 3544, 3567, 3671, 3784, 3785, 3804, 3863, 4305, 4306, 4307,
+    4341, 4342, 4500, 4551, 4555, 4569, 4729, 4754, 4784, 4789, 4790, 4791, 4991, 5031, 5072,
+    5094, 5246, 5247, 5353, 5355, 5404, 5405, 5436, 5567, 5678, 5683, 5684, 5868, 6073, 6081,
+    6118, 6160, 6635, 6784, 6970, 7074, 7075, 7255, 7275, 7784, 8200, 8600, 8767, 8805, 8848,
+    9200, 9201, 9202, 9203, 9214, 9600, 9875, 9877, 9899, 9901, 9956, 10253, 11211, 11273,
+    12000, 12001, 12002, 12003, 12004, 12220, 12222, 12223, 13400, 17220, 17500, 17755, 17756,
+    19132, 19948, 19999, 23272, 24576, 24577, 25826, 26000, 27500, 27910, 27950, 27951, 27952,
+    27953, 27960, 27961, 27962, 27963, 32000, 32512, 34962, 34980, 37008, 41170, 44818, 47000,
+    54328, 60001))
+CLAIMED_SRC_PORTS = _CLAIMED_PORTS | {8755}  # opensafety takes it only as source port
+CLAIMED_DST_PORTS = _CLAIMED_PORTS | {1985, 2029}  # hsrp only as destination port
 
 
-def payload_name(pt: int, dynamic: DynamicPayloads | None = None) -> str:
-    """The short payload name tshark's stream table shows."""
-    if pt >= 96:
-        if dynamic is not None and pt in dynamic:
-            return dynamic[pt][0]
-        return rtpstats.DEFAULT_DYNAMIC_NAMES.get(pt, f"RTPType-{pt}")
-    if 72 <= pt <= 76:
-        return "Reserved for RTCP conflict avoidance"
-    return RTP_SHORT_NAMES.get(pt, "Unassigned")
+def port_claimed(sport: int, dport: int) -> bool:
+    """True if another dissector takes UDP sport -> dport before tshark's RTP heuristic."""
+    return sport in CLAIMED_SRC_PORTS or dport in CLAIMED_DST_PORTS
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ class RtpSeries:
     delta_ms: list[float] = field(default_factory=list)
     jitter_ms: list[float] = field(default_factory=list)
     flags: list[int] = field(default_factory=list)  # rtpstats.WRONG_SEQ | ...
+    names: dict[int, str] = field(default_factory=dict)  # payload type -> tshark's name
 
 
 @dataclass
@@ -154,9 +162,9 @@ class RtpStream:
     def end_s(self) -> float:
         return self.series.time_s[-1] if self.series.time_s else 0.0
 
-    def payload_names(self, dynamic: DynamicPayloads | None = None) -> str:
+    def payload_names(self) -> str:
         """All payload types seen, by number, joined as tshark joins them."""
-        return ", ".join(payload_name(p, dynamic) for p in sorted(set(self.series.payload_type)))
+        return ", ".join(self.series.names[p] for p in sorted(self.series.names))
 
 
 _DICT_FIELDS = ("ssrc", "src", "dst", "payload_type", "packets", "expected", "lost",
@@ -169,13 +177,14 @@ Rows = list[tuple[float, int, int, int]]
 
 
 def _build(key: StreamKey, rows: Rows, dynamic: DynamicPayloads | None) -> RtpStream:
-    times, seqs, stamps, b1s = (list(c) for c in zip(*rows))
+    times, seqs, stamps, b1s = (list(c) for c in zip(*rows, strict=True))
     pts = [b & 0x7F for b in b1s]
     markers = [bool(b & 0x80) for b in b1s]
     st: StreamStats = rtpstats.analyse(times, seqs, stamps, pts, markers, dynamic)
     src, sport, dst, dport, ssrc = key
     series = RtpSeries([t / 1000.0 for t in times], seqs, stamps, pts, markers,
-                       st.delta_ms, st.jitter_ms, st.flags)
+                       st.delta_ms, st.jitter_ms, st.flags,
+                       {p: payload_name(p, dynamic) for p in set(pts)})
     return RtpStream(
         ssrc=ssrc, src=f"{src}:{sport}", dst=f"{dst}:{dport}", payload_type=pts[0],
         packets=st.packets, expected=st.expected, lost=st.lost, loss_pct=st.lost_pct,
@@ -201,7 +210,7 @@ def analyze_packets(records: Iterable[tuple[float, str, int, str, int, bytes]],
         if t0 is None:
             t0 = t
         hdr = rtp_header(payload)
-        if hdr is None:
+        if hdr is None or port_claimed(sport, dport):
             continue
         key = (src, sport, dst, dport, hdr.ssrc)
         rows = streams.get(key)
@@ -258,6 +267,7 @@ def _pcap_rtp_rows(raw: bytes, name: str) -> dict[RawKey, Rows]:
     et_off, l3_off = _LINKS[link]
     rec_unpack, ip4_unpack, udp_unpack = rec.unpack_from, _IP4.unpack_from, _UDP.unpack_from
     rtp_unpack = _RTP_REST.unpack_from
+    claimed_src, claimed_dst = CLAIMED_SRC_PORTS, CLAIMED_DST_PORTS
     streams: dict[RawKey, Rows] = {}
     end = len(raw)
     off = 24
@@ -301,6 +311,8 @@ def _pcap_rtp_rows(raw: bytes, name: str) -> dict[RawKey, Rows]:
         if u + 20 > ipend:
             continue
         sport, dport, ulen = udp_unpack(raw, u)
+        if sport in claimed_src or dport in claimed_dst:
+            continue
         pl = u + 8
         n = min(ulen - 8, ipend - pl)
         b0 = raw[pl]
@@ -370,7 +382,7 @@ def format_streams(streams: Iterable[RtpStream]) -> str:
         jit = f"{_ms(s.min_jitter_ms)}/{s.mean_jitter_ms:.3f}/{s.max_jitter_ms:.3f}"
         lines.append(f"{s.start_s:10.6f} {s.end_s:10.6f} {s.src:>21} {s.dst:>21} "
                      f"0x{s.ssrc:08X} {s.payload_names():>8} {s.packets:6d} {lost:>14} "
-                     f"{s.seq_errors:6d} {delta:>26} {jit:>24} {'X' if s.problem else ''}")
+                     f"{s.seq_errors:6d} {delta:>26} {jit:>24} {'X' if s.problem else ''}".rstrip())
     return "\n".join(lines)
 
 

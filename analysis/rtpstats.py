@@ -7,9 +7,10 @@ to print what `tshark -z rtp,streams` prints:
 
 * times are milliseconds relative to the first frame of the capture, as doubles, computed as
   `secs * 1000 + nsecs / 1e6` (`nstime_to_msec`);
-* a packet is "in time sequence" when its RTP timestamp is at most 2^31 ticks *after the
-  first packet's timestamp* (so a backwards timestamp jump, or a wrap of the 32-bit RTP
-  timestamp, flags every later packet as a wrong timestamp);
+* a packet is "in time sequence" when its RTP timestamp is less than 2^31 ticks after *the
+  first packet's* timestamp, modulo 2^32 (so a packet that is late but newer than the first
+  one still counts, while a backwards jump below the first timestamp flags every later
+  packet as a wrong timestamp);
 * only in-sequence packets update the arrival time and delta; jitter is RFC 3550's
   J += (|D| - J) / 16 with D measured against the previous in-sequence packet, and the
   clock rate is divided by 1000 in *integer* arithmetic (44100 Hz counts as 44 ticks/ms);
@@ -63,9 +64,28 @@ DYNAMIC_CLOCK: tuple[tuple[str, int], ...] = (
 )
 
 # dynamic payload types tshark 4.0 names by default (rtp.pt dissector table, no SDP)
-DEFAULT_DYNAMIC_NAMES: dict[int, str] = {99: "rtp_rfc2198", 100: "rtpevent", 101: "rtpevent"}
+DEFAULT_DYNAMIC_NAMES: dict[int, str] = {99: "rtp.rfc2198", 100: "rtpevent", 101: "rtpevent"}
 
 DynamicPayloads = Mapping[int, tuple[str, int]]  # pt -> (encoding name, rate; 0 = unknown)
+
+RTP_SHORT_NAMES: dict[int, str] = {
+    0: "g711U", 1: "fs-1016", 2: "g721", 3: "GSM", 4: "g723", 5: "DVI4 8k", 6: "DVI4 16k",
+    7: "Exp. from Xerox PARC", 8: "g711A", 9: "g722", 10: "16-bit audio, stereo",
+    11: "16-bit audio, monaural", 12: "Qualcomm", 13: "CN", 14: "MPEG-I/II Audio", 15: "g728",
+    16: "DVI4 11k", 17: "DVI4 22k", 18: "g729", 19: "CN(old)", 25: "CellB", 26: "JPEG",
+    28: "NV", 31: "h261", 32: "MPEG-I/II Video", 33: "MPEG-II streams", 34: "h263",
+}
+
+
+def payload_name(pt: int, dynamic: DynamicPayloads | None = None) -> str:
+    """The short payload name tshark's stream table shows."""
+    if pt >= 96:
+        if dynamic is not None and pt in dynamic:
+            return dynamic[pt][0]
+        return DEFAULT_DYNAMIC_NAMES.get(pt, f"RTPType-{pt}")
+    if 72 <= pt <= 76:
+        return "Reserved for RTCP conflict avoidance"
+    return RTP_SHORT_NAMES.get(pt, "Unassigned")
 
 
 def clock_rate(pt: int, dynamic: DynamicPayloads | None = None) -> tuple[int, bool]:
@@ -112,7 +132,7 @@ class StreamStats:
 
     @property
     def expected(self) -> int:
-        """Sequence span, C uint32 arithmetic (wraps to a huge number if the last is late)."""
+        """Sequence span, C uint32 arithmetic (huge if the last packet is older than the first)."""
         return (self.stop_seq + self.cycles * 65536 - self.start_seq + 1) & 0xFFFFFFFF
 
     @property
@@ -173,7 +193,7 @@ def analyse(times_ms: Sequence[float], seqs: Sequence[int], stamps: Sequence[int
         pt = pts[i]
         flags = 0
         span = ts - first_ts
-        in_seq = 0 <= span < 0x80000000
+        in_seq = 0 <= span < 0x80000000 or (span < 0 and 0xFFFFFFFF + span < 0x80000000)
         if not in_seq:
             flags = WRONG_TIMESTAMP
         if in_seq:

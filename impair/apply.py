@@ -11,7 +11,8 @@ Without netem (this project's reference kernel), in the node's own namespace:
   rule) and the shaper `python -m impair.nfq` in the node, which holds each packet and gives the
   ACCEPT verdict when due (FIFO: no reordering) or DROPs it (Gilbert). N = the interface's
   ifindex (unique per namespace, and queues are per namespace). No --queue-bypass: if the
-  shaper dies the path goes dark instead of silently losing its impairment;
+  shaper dies the path goes dark instead of silently losing its impairment. By default only
+  packets of confirmed conntrack flows are queued on a node with NAT rules (apply(nat_safe));
 - rate: a root TBF qdisc (burst max(2 frames, 10 ms of rate), queue latency 100 ms), after the
   delay stage since NFQUEUE acts in POSTROUTING, before the qdisc.
 IPv4 only (iptables); TBF limits every protocol.
@@ -206,8 +207,16 @@ def _link(node: Node, intf: str) -> tuple[int, int]:
 
 
 def apply(node: Node, intf: str, imp: Impairment, workdir: Path, *,
-          mechanism: str | None = None, seed: int | None = None) -> Applied:
+          mechanism: str | None = None, seed: int | None = None,
+          nat_safe: bool | None = None) -> Applied:
     """Impair packets leaving `intf` of `node`. mechanism: None (auto), "netem" or "nfqueue".
+
+    nat_safe (nfqueue only): queue only packets whose conntrack entry is confirmed. A packet
+    held in POSTROUTING keeps its new conntrack entry unconfirmed, so the next packets of that
+    flow get entries (and NAT mappings) of their own: with MASQUERADE --random-fully each
+    leaves with another public port. With nat_safe the first packet of every new flow skips
+    the shaper (not delayed, no bursty loss; random loss and rate still apply). None: on when
+    the node has NAT rules (iptables -t nat) when apply() runs.
 
     Raises RuntimeError (after undoing what was done) when a step fails or the shaper is not
     ready within READY_TIMEOUT_S.
@@ -225,11 +234,14 @@ def apply(node: Node, intf: str, imp: Impairment, workdir: Path, *,
     ifindex, mtu = _link(node, intf)
     queue = ifindex & 0xFFFF
     shaper = bool(imp.delay_ms or imp.jitter_ms or imp.bursty)
+    if shaper and nat_safe is None:
+        nat_safe = "\n-A " in "\n" + _sh(node, "iptables -w -t nat -S")
     random_loss = bool(imp.loss_pct) and not imp.bursty
     parts = [("nfqueue", shaper), ("statistic", random_loss), ("tbf", imp.rate_kbit is not None)]
     details = []
     if shaper:
-        details.append(f"queue {queue}, seed {seed}, FIFO")
+        details.append(f"queue {queue}, seed {seed}, FIFO"
+                       + (", first packet of a flow not shaped" if nat_safe else ""))
     if imp.rate_kbit is not None:
         details.append(f"tbf latency {TBF_LATENCY_MS} ms")
     applied = Applied(node, intf, imp, "+".join(p for p, on in parts if on), ", ".join(details))
@@ -245,7 +257,8 @@ def apply(node: Node, intf: str, imp: Impairment, workdir: Path, *,
                                f"{imp.loss_pct / 100:.8f} -j DROP")
             applied._shell(f"{IPT} -A POSTROUTING {rule}", f"{IPT} -D POSTROUTING {rule}")
         if shaper:
-            rule = _rule(intf, f"-j NFQUEUE --queue-num {queue}")
+            confirmed = "-m conntrack --ctstatus CONFIRMED " if nat_safe else ""
+            rule = _rule(intf, f"{confirmed}-j NFQUEUE --queue-num {queue}")
             applied._shell(f"{IPT} -A POSTROUTING {rule}", f"{IPT} -D POSTROUTING {rule}")
     except BaseException:
         try:

@@ -9,14 +9,15 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from analysis.qos import call_qos
-from analysis.verdict import Verdict, combine, judge
+from analysis.services_verdict import judge_any
+from analysis.verdict import Verdict, combine
 from capture.tcpdump import CaptureError
-from natlab import cmd_emodel
+from natlab import cmd_analyze, cmd_emodel
 from natlab.guard import AlreadyRunning, RunLock, clean_leftovers, is_locked, raise_on_term
 from natlab.preflight import PreflightError, preflight
 from report.qos import QosScenario, write_qos
 from report.write import new_run_dir, text_table, write_run
-from scenarios.calls import RunError
+from scenarios.agentproc import RunError
 from scenarios.model import Scenario, available_sets, select, wan_of
 from scenarios.runner import RawRun, load_raw, run_scenario
 from services.daemon import DaemonError
@@ -24,8 +25,8 @@ from topology.plan import ConfigError, Plan, load_plan
 from topology.router import RouterError
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRA_COMMANDS = (cmd_emodel,)
-DEFAULT_SETS = ("default", "paper-qos")
+EXTRA_COMMANDS = (cmd_analyze, cmd_emodel)
+DEFAULT_SETS = ("default", "paper-qos", "services")
 INPUT_ERRORS = (ConfigError, PreflightError, AlreadyRunning)
 RUN_ERRORS = (DaemonError, RunError, RouterError, CaptureError)
 
@@ -79,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _judge(plan: Plan, sc: Scenario, raws: list[RawRun], outdir: Path) -> Verdict:
-    calls = [judge(plan, sc, r.call, r.reports, r.pcaps, r.seconds) for r in raws]
+    calls = [judge_any(plan, sc, r.call, r.reports, r.pcaps, r.seconds) for r in raws]
     verdict = combine(sc, calls)
     (outdir / "verdict.json").write_text(json.dumps(verdict.as_dict(), indent=2) + "\n")
     return verdict
@@ -94,7 +95,9 @@ def _qos(plan: Plan, sc: Scenario, raws: list[RawRun], outdir: Path) -> list[Qos
     for raw in raws:
         c = raw.call
         ips = plan.lan_of(c.caller).phones[c.caller], plan.lan_of(c.callee).phones[c.callee]
-        qs.rows += call_qos(c.label, c.caller, c.callee, ips[0], ips[1], raw.pcaps)
+        video = (raw.reports.get("callee", {}).get("video") or {}).get("payload_type")
+        qs.rows += call_qos(c.label, c.caller, c.callee, ips[0], ips[1], raw.pcaps,
+                            video if sc.video else None)
     return [qs]
 
 

@@ -62,10 +62,10 @@ def owd_distribution(rows: list[Direction], path: Path, title: str) -> Path:
 
 def mos_per_call(rows: list[Direction], path: Path, title: str) -> Path:
     plt = _plt()
-    labels = [f"{r.call}\n{r.sender}>{r.receiver}" for r in rows]
+    labels = [f"{r.call}\n{r.sender}>{r.receiver}\n{r.media}" for r in rows]
     x = range(len(rows))
     fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.5), 4))
-    ax.bar([i - 0.2 for i in x], [r.mos_g107 for r in rows], 0.4, label="G.107")
+    ax.bar([i - 0.2 for i in x], [r.mos_g107 or 0.0 for r in rows], 0.4, label="G.107")
     ax.bar([i + 0.2 for i in x], [r.mos_paper for r in rows], 0.4, label="paper's formula")
     ax.axhline(4.4, color="k", ls=":", lw=1, label="paper: 4.4")
     ax.set_xticks(list(x), labels, fontsize=6)
@@ -92,7 +92,7 @@ def sweep(points: list[tuple[str, float, Direction]], path: Path) -> Path:
     a2.plot(delays, _g107_curve([0.0] * len(delays), delays), label="G.107 (g711)")
     for axis, _, d in points:
         ax, x = (a1, d.loss_pct) if axis == "loss" else (a2, d.owd_mean_ms or 0.0)
-        ax.plot([x], [d.mos_g107], "o", color="C3")
+        ax.plot([x], [d.mos_g107 or 0.0], "o", color="C3")
     a1.plot([], [], "o", color="C3", label="measured calls")
     a2.plot([], [], "o", color="C3", label="measured calls")
     a1.set(xlabel="packet loss (%)", ylabel="MOS", title="MOS against loss", ylim=(1, 4.6))

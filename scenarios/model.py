@@ -6,6 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scenarios.extras import (
+    KINDS,
+    ConferenceSpec,
+    RingGroupSpec,
+    parse_baresip,
+    parse_conference,
+    parse_ring,
+)
 from topology.plan import ConfigError, Plan, parse_wan_profiles
 
 if sys.version_info >= (3, 11):
@@ -46,6 +54,11 @@ class Scenario:
     wan: str = "clean"  # WAN profile name from the config, or "inline"
     wan_values: tuple[tuple[str, float], ...] = ()  # an inline [wan] table of the scenario
     qos: bool = False  # compute the QoS table for this scenario
+    kind: str = "call"  # call | ring-group | conference
+    ring: RingGroupSpec | None = None
+    conference: ConferenceSpec | None = None
+    baresip: tuple[str, ...] = ()  # phones that run baresip instead of the pjsua2 agent
+    video: bool = False  # audio + VP8 video (baresip phones)
 
     def call_list(self) -> list[Call]:
         """Calls in order; call i uses pair i mod len(pairs), rounds of len(pairs) calls."""
@@ -70,7 +83,8 @@ def available_sets() -> list[str]:
 def _parse(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
     where = path.name
     known = {"description", "stun", "trunk", "expect", "caller", "callee", "duration_s",
-             "calls", "pairs", "wan", "qos"}
+             "calls", "pairs", "wan", "qos", "kind", "group", "answer_delay", "no_answer",
+             "room", "participants", "baresip", "video"}
     extra = set(data) - known
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
@@ -82,9 +96,18 @@ def _parse(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
     expect = data.get("expect", "works")
     if expect not in VERDICTS:
         raise ConfigError(f"{where}: expect must be works or fails, got {expect!r}")
+    kind = str(data.get("kind", "call"))
+    if kind not in KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}")
+    ring = parse_ring(where, data.get("group"), data, plan) if kind == "ring-group" else None
+    conf = parse_conference(where, data, plan) if kind == "conference" else None
     caller = str(data.get("caller", plan.call.caller))
     callee = str(data.get("callee", plan.call.callee))
-    for ext in (caller, callee):
+    if ring is not None:
+        callee = ring.ext
+    if conf is not None:
+        caller, callee = conf.participants[0], conf.room
+    for ext in (caller, callee) if kind == "call" else (caller,):
         plan.lan_of(ext)  # raises ConfigError for an unknown extension
     if caller == callee:
         raise ConfigError(f"{where}: caller and callee are the same phone")
@@ -113,7 +136,8 @@ def _parse(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
                     stun=data["stun"], trunk=trunk, expect=expect,
                     caller=caller, callee=callee, duration_s=duration, calls=calls,
                     pairs=pairs, wan=wan, wan_values=wan_values,
-                    qos=bool(data.get("qos", False)))
+                    qos=bool(data.get("qos", False)), kind=kind, ring=ring, conference=conf,
+                    baresip=parse_baresip(where, data, plan), video=bool(data.get("video")))
 
 
 def _pair(where: str, value: Any, plan: Plan) -> tuple[str, str]:

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from capture.tcpdump import start_captures
-from scenarios.calls import STUN_PORT, call_dir, run_round
+from scenarios.agentproc import STUN_PORT, call_dir
+from scenarios.calls import run_round
 from scenarios.model import Call, Scenario
 from scenarios.wan import wan_profile
 from services.coturn import Coturn, CoturnOptions
 from services.daemon import Daemon
-from services.kamailio import Kamailio, PbxOptions, TrunkMode
+from services.kamailio import Kamailio, PbxOptions, RingGroup, TrunkMode
 from topology.net import Network
 from topology.plan import Lan, Plan, phone_name
 from topology.router import PortForward
@@ -37,11 +38,15 @@ class RawRun:
     seconds: float = 0.0
 
 
-def pbx_options(plan: Plan, lan: Lan, trunk: str) -> PbxOptions:
+def pbx_options(plan: Plan, lan: Lan, trunk: str, sc: Scenario | None = None) -> PbxOptions:
     peer = plan.other(lan)
+    groups: tuple[RingGroup, ...] = ()
+    ring = sc.ring if sc is not None else None
+    if ring is not None and ring.ext.startswith(lan.prefix):
+        groups = (RingGroup(ring.ext, ring.members, ring.strategy, ring.ring_s),)
     return PbxOptions(name=lan.pbx_name, lan_ip=lan.pbx, public_ip=lan.wan_ip,
                       local_prefix=lan.prefix, peer_prefix=peer.prefix,
-                      peer_public_ip=peer.wan_ip, trunk=TrunkMode(trunk))
+                      peer_public_ip=peer.wan_ip, trunk=TrunkMode(trunk), ring_groups=groups)
 
 
 def port_forwards(plan: Plan, trunk: str) -> dict[str, PortForward | None]:
@@ -57,11 +62,11 @@ def _daemons(net: Network, plan: Plan, sc: Scenario, outdir: Path) -> list[Daemo
                                     CoturnOptions(listen_ips=(plan.servers.stun,), port=STUN_PORT))]
     for lan in plan.lans:
         daemons.append(Kamailio(net.host(lan.pbx_name), outdir / lan.pbx_name,
-                                pbx_options(plan, lan, sc.trunk)))
+                                pbx_options(plan, lan, sc.trunk, sc)))
     return daemons
 
 
-def capture_points(plan: Plan, calls: list[Call]) -> list[tuple[str, str, str]]:
+def capture_points(plan: Plan, sc: Scenario, calls: list[Call]) -> list[tuple[str, str, str]]:
     """(node, interface, pcap name): both sides of both routers, both PBXs, the phones."""
     points = []
     for lan in plan.lans:
@@ -69,9 +74,18 @@ def capture_points(plan: Plan, calls: list[Call]) -> list[tuple[str, str, str]]:
             name = f"{lan.router_name}-{side}"
             points.append((lan.router_name, name, name))
         points.append((lan.pbx_name, f"{lan.pbx_name}-eth0", lan.pbx_name))
-    for ext in sorted({e for c in calls for e in (c.caller, c.callee)}):
+    for ext in sorted(scenario_phones(sc, calls)):
         points.append((phone_name(ext), f"{phone_name(ext)}-eth0", phone_name(ext)))
     return points
+
+
+def scenario_phones(sc: Scenario, calls: list[Call]) -> set[str]:
+    phones = {e for c in calls for e in (c.caller, c.callee)}
+    if sc.ring is not None:
+        phones = (phones - {sc.ring.ext}) | set(sc.ring.members)
+    if sc.conference is not None:
+        phones = set(sc.conference.participants)
+    return phones
 
 
 def start_services(stack: ExitStack, net: Network, plan: Plan, sc: Scenario,
@@ -104,7 +118,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path) -> list[RawRun]:
             t0 = time.monotonic()
             with ExitStack() as round_stack:
                 specs = [(net.host(node), intf, rdir / f"{key}.pcap")
-                         for node, intf, key in capture_points(plan, calls)]
+                         for node, intf, key in capture_points(plan, sc, calls)]
                 for cap in start_captures(specs):
                     round_stack.callback(cap.stop)
                 run_round(round_stack, net, plan, sc, calls, outdir)
@@ -125,10 +139,8 @@ def load_raw(sc: Scenario, call: Call, outdir: Path) -> RawRun:
     """A call's outputs as found on disk (agent reports and its round's pcaps)."""
     cdir = call_dir(sc, call, outdir)
     raw = RawRun(scenario=sc, call=call, dir=cdir)
-    for role in ("caller", "callee"):
-        path = cdir / "agents" / f"{role}.json"
-        if path.exists():
-            raw.reports[role] = json.loads(path.read_text())
+    for path in sorted((cdir / "agents").glob("*.json")):
+        raw.reports[path.stem] = json.loads(path.read_text())  # caller, callee, member-2001...
     pdir = outdir if sc.calls == 1 else outdir / f"round-{call.round:02d}"
     raw.pcaps = {p.stem: p for p in sorted(pdir.glob("*.pcap"))}
     return raw

@@ -17,10 +17,39 @@ TEMPLATE = Path(__file__).parent / "templates" / "kamailio.cfg.tmpl"
 MODULE_PATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 
 
+RING_STRATEGIES = ("parallel", "sequential")
+
+
 class TrunkMode(Enum):
     NONE = "none"  # the PBX knows nothing of the other side
     NAIVE = "naive"  # one socket, private address in Via/Record-Route
     NAT_AWARE = "nat-aware"  # a second socket advertising the public address
+
+
+@dataclass(frozen=True)
+class RingGroup:
+    """An extension that rings its members' registered phones (unregistered ones are skipped).
+
+    parallel: all members at once, the first 200 OK wins, tm CANCELs the others.
+    sequential: hunt in order, each member rings ring_s seconds before the next is tried.
+    """
+
+    ext: str
+    members: tuple[str, ...]
+    strategy: str = "parallel"
+    ring_s: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.ext.isdigit():
+            raise ValueError(f"ring group {self.ext!r}: extension is not digits")
+        if not self.members or not all(m.isdigit() for m in self.members):
+            raise ValueError(f"ring group {self.ext}: members must be digit extensions")
+        if self.ext in self.members or len(set(self.members)) != len(self.members):
+            raise ValueError(f"ring group {self.ext}: a member repeats or is the group itself")
+        if self.strategy not in RING_STRATEGIES:
+            raise ValueError(f"ring group {self.ext}: strategy must be one of {RING_STRATEGIES}")
+        if self.ring_s <= 0:
+            raise ValueError(f"ring group {self.ext}: ring_s must be > 0")
 
 
 @dataclass(frozen=True)
@@ -34,6 +63,7 @@ class PbxOptions:
     trunk: TrunkMode
     sip_port: int = 5060
     trunk_port: int = 5080
+    ring_groups: tuple[RingGroup, ...] = ()
 
     def __post_init__(self) -> None:
         for prefix in (self.local_prefix, self.peer_prefix):
@@ -43,6 +73,9 @@ class PbxOptions:
             raise ValueError(f"{self.name}: local and peer prefix are both {self.local_prefix!r}")
         if self.sip_port == self.trunk_port:
             raise ValueError(f"{self.name}: sip_port and trunk_port are both {self.sip_port}")
+        exts = [g.ext for g in self.ring_groups]
+        if len(set(exts)) != len(exts):
+            raise ValueError(f"{self.name}: a ring group extension repeats: {exts}")
 
     def forwarded_port(self) -> int | None:
         """The port the NAT router must forward to this PBX (None: no forward)."""
@@ -75,6 +108,22 @@ def _peer_action(o: PbxOptions) -> str:
     return "\n    ".join(lines)
 
 
+def _ring_group_dispatch(o: PbxOptions) -> str:
+    """request_route lines that hand each group extension to route[RG_<STRATEGY>]."""
+    blocks = []
+    for g in o.ring_groups:
+        blocks.append("\n".join([
+            f'if ($rU == "{g.ext}") {{',
+            f'        $avp(rg_ext) = "{g.ext}";',
+            f'        $avp(rg_members) = "{" ".join(g.members)}";',
+            f"        $avp(rg_count) = {len(g.members)};",
+            f"        $avp(rg_ring_ms) = {g.ring_s * 1000};",
+            f"        route(RG_{g.strategy.upper()});",
+            "    }",
+        ]))
+    return "\n    ".join(blocks) or "# no ring groups"
+
+
 def _listen(o: PbxOptions) -> str:
     lines = [f"listen=udp:{o.lan_ip}:{o.sip_port}"]
     if o.trunk is TrunkMode.NAT_AWARE:
@@ -92,6 +141,8 @@ def render_config(o: PbxOptions) -> str:
         local_user_re=_user_re(o.local_prefix),
         peer_user_re=_user_re(o.peer_prefix),
         lan_socket=f"udp:{o.lan_ip}:{o.sip_port}",
+        lan_ip=o.lan_ip,
+        ring_groups=_ring_group_dispatch(o),
         peer_action=_peer_action(o),
     )
 

@@ -13,13 +13,14 @@ import random
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import CookedLinux, Ether
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, CookedLinux, Dot1Q, Ether
 from scapy.packet import Packet, Raw
-from scapy.utils import PcapWriter
+from scapy.utils import EDecimal, PcapWriter
 
 EPOCH_US = 1_700_000_000 * 1_000_000  # first packet time: a fixed, realistic epoch
 
@@ -70,7 +71,7 @@ class StreamSpec:
     markers: set[int] = field(default_factory=set)
     ts_jumps: dict[int, int] = field(default_factory=dict)  # from packet i on, add ticks
     gaps_us: dict[int, int] = field(default_factory=dict)  # packet i (and the rest) later by us
-    burst: tuple[int, int] | None = None  # (first, n): n packets held back, then sent at once
+    burst: tuple[int, int] | None = None  # (first, n): n packets held, then 50 us apart
     jitter_us: int = 0  # uniform random extra delay, 0..jitter_us
     pt_changes: dict[int, int] = field(default_factory=dict)  # packet i uses this PT
     payload_len: int = 160
@@ -96,7 +97,7 @@ def rtp_stream(spec: StreamSpec, rng: random.Random | None = None) -> list[Datag
             t += rng.randint(0, spec.jitter_us)
         if spec.burst and spec.burst[0] <= i < spec.burst[0] + spec.burst[1]:
             first, n = spec.burst
-            t = spec.start_us + (first + n) * spec.ptime_ms * 1000 + extra_us + (i - first) * 50
+            t = spec.start_us + (first + n) * spec.ptime_ms * 1000 + extra_us - (first + n - i) * 50
         order = 2 * i + (3 if i in spec.swapped else 0)
         out.append((t, order, pkt))
         if i in spec.duplicated:
@@ -105,7 +106,7 @@ def rtp_stream(spec: StreamSpec, rng: random.Random | None = None) -> list[Datag
     out.sort(key=lambda x: x[1])
     times = sorted(t for t, _, _ in out)
     return [Datagram(t, spec.src, spec.sport, spec.dst, spec.dport, p)
-            for t, (_, _, p) in zip(times, out)]
+            for t, (_, _, p) in zip(times, out, strict=True)]
 
 
 def stun_noise(t_us: int, src: str, sport: int, dst: str, dport: int,
@@ -137,7 +138,32 @@ def random_noise(t_us: int, src: str, sport: int, dst: str, dport: int,
     return Datagram(t_us, src, sport, dst, dport, bytes(body))
 
 
-def merge(*captures: Iterable[Datagram]) -> list[Datagram]:
+def sip_with_sdp(t_us: int, src: str, sport: int, dst: str, dport: int, first_line: str,
+                 call_id: str, cseq: str, media_ip: str, media_port: int) -> Datagram:
+    """A SIP INVITE or 200 OK offering PCMU + telephone-event on media_ip:media_port."""
+    sdp = (f"v=0\r\no=- 1 1 IN IP4 {media_ip}\r\ns=natlab\r\nc=IN IP4 {media_ip}\r\n"
+           f"t=0 0\r\nm=audio {media_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+           "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n")
+    head = (f"{first_line}\r\nVia: SIP/2.0/UDP {src}:{sport};branch=z9hG4bK{call_id}\r\n"
+            f"From: <sip:1002@{src}>;tag=a\r\nTo: <sip:2005@{dst}>\r\nCall-ID: {call_id}\r\n"
+            f"CSeq: {cseq}\r\nContact: <sip:1002@{src}:{sport}>\r\n"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n")
+    return Datagram(t_us, src, sport, dst, dport, (head + sdp).encode())
+
+
+@dataclass(frozen=True)
+class ArpFrame:
+    """A non-IP frame (ARP who-has); only write_pcap(link="ether") writes it."""
+
+    t_us: int
+    src: str
+    dst: str
+
+
+Frame = TypeVar("Frame", Datagram, ArpFrame, "Datagram | ArpFrame")
+
+
+def merge(*captures: Iterable[Frame]) -> list[Frame]:
     """Interleave datagram lists by time (stable: equal times keep argument order)."""
     tagged = [(d.t_us, k, j, d) for k, cap in enumerate(captures) for j, d in enumerate(cap)]
     tagged.sort(key=lambda x: (x[0], x[1], x[2]))
@@ -145,19 +171,31 @@ def merge(*captures: Iterable[Datagram]) -> list[Datagram]:
 
 
 def _frame(d: Datagram, link: str) -> Packet:
-    l3 = IP(src=d.src, dst=d.dst, id=0) / UDP(sport=d.sport, dport=d.dport) / Raw(d.payload)
+    ip: Packet = IPv6(src=d.src, dst=d.dst) if ":" in d.src else IP(src=d.src, dst=d.dst, id=0)
+    l3 = ip / UDP(sport=d.sport, dport=d.dport) / Raw(d.payload)
+    ethertype = 0x86DD if ":" in d.src else 0x0800
     if link == "sll":
         return CookedLinux(pkttype=0, lladdrtype=1, lladdrlen=6, src=b"\x02" * 6 + b"\0\0",
-                           proto=0x0800) / l3
-    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / l3
+                           proto=ethertype) / l3
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    if link == "vlan":
+        return eth / Dot1Q(vlan=7) / l3
+    return eth / l3
 
 
-def write_pcap(path: Path, datagrams: Iterable[Datagram], link: str = "ether") -> Path:
-    """Write with scapy; link is "ether" (DLT 1) or "sll" (Linux cooked, DLT 113)."""
+def write_pcap(path: Path, datagrams: Iterable[Datagram | ArpFrame],
+               link: str = "ether") -> Path:
+    """Write with scapy. link: "ether" (DLT 1), "vlan" (802.1Q-tagged Ethernet) or "sll"
+    (Linux cooked, DLT 113); an address with ":" makes the datagram IPv6."""
     with PcapWriter(str(path), linktype=113 if link == "sll" else 1, sync=False) as w:
         for d in datagrams:
-            pkt = _frame(d, link)
-            pkt.time = Decimal(EPOCH_US + d.t_us) / Decimal(1_000_000)
+            pkt: Packet
+            if isinstance(d, ArpFrame):
+                pkt = Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / ARP(
+                    psrc=d.src, pdst=d.dst)
+            else:
+                pkt = _frame(d, link)
+            pkt.time = EDecimal(EPOCH_US + d.t_us) / EDecimal(1_000_000)
             w.write(pkt)
     return path
 

@@ -16,7 +16,8 @@ pytestmark = requires_root
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     results = tmp_path_factory.mktemp("results")
-    res = subprocess.run([sys.executable, "-m", "natlab", "run", "--results", str(results)],
+    res = subprocess.run([sys.executable, "-m", "natlab", "run", "--set", "default",
+                          "--results", str(results)],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     latest = results / "latest"

@@ -1,0 +1,388 @@
+"""baresip as a scripted headless phone, with the same CLI core and JSON report as agents.sipagent.
+
+One baresip 1.0 process per phone, driven over ctrl_tcp (netstring JSON) on 127.0.0.1:
+
+    python -m agents.baresip_agent --ext 1002 --bind 10.0.1.2 --pbx 10.0.1.1 --answer \\
+        --tone-hz 1000 --workdir out/ --report out/1002.json --ready-file out/1002.ready
+    python -m agents.baresip_agent --ext 1001 --bind 10.0.1.3 --pbx 10.0.1.1 --call 1002 \\
+        --video --tone-hz 440 --duration 10 --workdir out/
+
+Events (REGISTER_OK, CALL_INCOMING, CALL_ESTABLISHED, CALL_CLOSED...) drive the call; SIP codes,
+SDPs and the BYE come from the SIP trace in <workdir>/<ext>-baresip.log, RTP packet counts from
+the per-stream statistics baresip prints when a stream ends (`rtp_stats yes`), the recording
+from the sndfile filter's decoder-side dump (what was received). baresip also takes TCP
+sip-port+1 (SIP/TLS), so leave a gap between the SIP ports of two agents on one address.
+The report is written whatever the call outcome (exit 0); bad arguments exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from agents import baresip_conf as bc
+from agents.tones import write_tone
+
+POLL = 0.05  # seconds per event-loop round
+ANSWER_DELAY = 0.2  # between 180 Ringing and accept, as the pjsua2 agent does
+SETTLE_SECONDS = 1.0  # wait for the BYE's final response after the call closed
+START_TIMEOUT = 5.0  # until ctrl_tcp accepts
+STATES = {"CALL_INCOMING": ("INCOMING", None), "CALL_RINGING": ("EARLY", 180),
+          "CALL_PROGRESS": ("EARLY", 183), "CALL_ESTABLISHED": ("CONFIRMED", 200),
+          "CALL_CLOSED": ("DISCONNECTED", None)}  # fmt: skip
+
+
+class UsageError(Exception):
+    """A bad command line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, no usage dump, no sys.exit
+        raise UsageError(message)
+
+
+def _address(port: str) -> Callable[[str], str]:
+    """An IPv4 address; `port` says if ":PORT" may follow: "no", "optional" or "required"."""
+
+    def check(text: str) -> str:
+        host, sep, num = text.partition(":")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+        bad = sep and (port == "no" or not (num.isdigit() and 0 < int(num) < 65536))
+        if bad or (port == "required" and not sep):
+            raise argparse.ArgumentTypeError(f"bad or missing port in {text!r}")
+        return text
+
+    return check
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def check(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+        return value
+
+    return check
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m agents.baresip_agent", description=__doc__.split("\n")[0])
+    add = p.add_argument
+    add("--ext", required=True, help="extension / SIP user name, e.g. 1002")
+    add("--bind", required=True, type=_address("no"), metavar="IP", help="local IPv4 address")
+    add("--sip-port", type=_positive(int), default=5060, metavar="PORT",
+        help="SIP UDP/TCP port; TCP PORT+1 is taken too (5060)")
+    add("--rtp-port", type=_positive(int), default=4000, metavar="PORT",
+        help="even first RTP port: audio uses it (with --video audio and video take "
+             "PORT and PORT+2 in either order) (4000)")
+    add("--pbx", type=_address("optional"), metavar="IP[:PORT]",
+        help="registrar/proxy: REGISTER sip:EXT@PBX (no auth) before anything else")
+    role = p.add_mutually_exclusive_group(required=True)
+    role.add_argument("--call", metavar="TARGET",
+                      help="call TARGET: an extension (sip:TARGET@PBX) or a full sip: URI")
+    role.add_argument("--answer", action="store_true", help="answer one call: 180, then 200 OK")
+    role.add_argument("--no-answer", action="store_true",
+                      help="take one call: 180, ring until CANCEL/max-wait")
+    add("--answer-delay", type=float, default=ANSWER_DELAY, metavar="S",
+        help=f"--answer: seconds between 180 Ringing and 200 OK ({ANSWER_DELAY:g})")
+    add("--stun", type=_address("required"), metavar="IP:PORT",
+        help="STUN server for media (baresip's stun medianat): public address in the SDP")
+    add("--duration", type=_positive(float), default=10.0, metavar="S",
+        help="caller: hang up this many seconds after the call is established (10)")
+    add("--max-wait", type=_positive(float), metavar="S",
+        help="hard bound on registration and, again, on the call (duration + 8)")
+    add("--tone-hz", type=_positive(float), metavar="HZ",
+        help="play a sine of HZ into the call (silence without it)")
+    add("--video", action="store_true", help="offer/accept VP8 video from a fake source")
+    add("--workdir", type=Path, default=Path("."), metavar="DIR",
+        help="config dir, tone WAV, <ext>-heard.wav and <ext>-baresip.log go here (.)")
+    add("--report", type=Path, metavar="PATH", help="JSON report (<workdir>/<ext>-report.json)")
+    add("--ready-file", type=Path, metavar="PATH",
+        help="touched once registered (once running without --pbx)")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.call and not args.call.startswith("sip:") and not args.pbx:
+        raise UsageError("--call EXT needs --pbx (or give a full sip: URI)")
+    if args.answer_delay < 0:
+        raise UsageError("--answer-delay must be >= 0")
+    if args.tone_hz is not None and args.tone_hz >= 4000:
+        raise UsageError("--tone-hz must be below 4000 (8 kHz sampling)")
+    if args.rtp_port % 2:
+        raise UsageError("--rtp-port must be even (baresip rounds RTP ports down to even)")
+    if args.max_wait is None:
+        args.max_wait = args.duration + 8
+    if args.report is None:
+        args.report = args.workdir / f"{args.ext}-report.json"
+    return args
+
+
+@dataclasses.dataclass
+class Report:
+    """The pjsua2 agent's report keys, plus agent and video."""
+
+    ext: str
+    role: str
+    bind: str
+    stun: str | None
+    t0_wall: float
+    tone_hz: float | None = None
+    register_code: int | None = None
+    invite_code: int | None = None
+    states: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    confirmed: bool = False
+    cancelled: bool = False  # callee: the INVITE was CANCELled before we answered
+    bye: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"direction": None, "status": None})
+    local_sdp: dict[str, Any] | None = None
+    remote_sdp: dict[str, Any] | None = None
+    stun_mapped: dict[str, Any] | None = None
+    codec: str | None = None
+    rtp: dict[str, int] = dataclasses.field(default_factory=lambda: {"tx": 0, "rx": 0})
+    media_seconds: float = 0.0
+    recording: str | None = None
+    error: str | None = None
+    agent: str = "baresip"
+    video: dict[str, Any] | None = None
+
+    def note_error(self, text: str) -> None:
+        if self.error is None:
+            self.error = text
+
+
+class Agent:
+    """register → call or answer → hang up, from ctrl_tcp events, within deadlines."""
+
+    def __init__(self, args: argparse.Namespace, stop: threading.Event) -> None:
+        self.args, self.stop = args, stop
+        self.t0 = time.monotonic()
+        self.report = Report(ext=args.ext, role="caller" if args.call else "callee",
+                             bind=args.bind, stun=args.stun, t0_wall=time.time(),
+                             tone_hz=args.tone_hz)  # fmt: skip
+        self.bs: bc.Baresip | None = None
+        self.call_id: str | None = None
+        self.incoming_at: float | None = None
+        self.confirmed_at: float | None = None
+        self.closed_at: float | None = None
+        self.hung_up = False
+        w = args.workdir
+        self.conf_dir, self.snd_dir = w / f"{args.ext}-baresip", w / f"{args.ext}-sndfile"
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def run(self) -> None:
+        a = self.args
+        a.workdir.mkdir(parents=True, exist_ok=True)
+        self.snd_dir.mkdir(exist_ok=True)
+        for old in self.snd_dir.glob("dump-*.wav"):
+            old.unlink()
+        tone = a.workdir / f"{a.ext}-tone-{a.tone_hz or 0:g}.wav"
+        # aufile ends the call at the end of the file: make it outlast the call
+        write_tone(tone, a.tone_hz or 1000.0, a.max_wait + 5, amplitude=0.3 if a.tone_hz else 0)
+        opts = bc.Options(a.ext, a.bind, a.sip_port, a.rtp_port, bc.free_tcp_port(), a.pbx, a.stun,
+                          a.video, tone.resolve(), self.snd_dir.resolve())  # fmt: skip
+        bc.write_config(self.conf_dir, opts)
+        self.bs = bc.Baresip(self.conf_dir, a.workdir / f"{a.ext}-baresip.log", opts.ctrl_port,
+                          START_TIMEOUT + 2 * a.max_wait + 4 * bc.QUIT_TIMEOUT + 10)  # fmt: skip
+        try:
+            self.bs.connect(START_TIMEOUT)
+            self.bs.send("uanew", bc.account_line(opts))  # now: no event can be missed
+            if a.pbx and not self._register():
+                return
+            if a.ready_file is not None:
+                a.ready_file.touch()
+            self._converse()
+        finally:
+            self.bs.stop()
+            self._collect()
+
+    def _pump(self) -> None:
+        assert self.bs is not None
+        for msg in self.bs.poll(POLL):
+            if msg.get("event"):
+                self._on_event(msg)
+        if self.bs.proc.poll() is not None and self.closed_at is None:
+            self.report.note_error(f"baresip exited early: {self.bs.last_line()}")
+            self.closed_at = self.now()
+
+    def _register(self) -> bool:
+        deadline = self.now() + self.args.max_wait
+        while self.report.register_code is None:
+            if self.stop.is_set():
+                self.report.error = "stopped by signal before registration"
+                return False
+            if self.now() >= deadline or self.closed_at is not None:
+                self.report.note_error("registration timed out")
+                return False
+            self._pump()
+        if self.report.register_code != 200:
+            self.report.error = f"registration failed: {self.report.register_code}"
+            return False
+        return True
+
+    def _converse(self) -> None:
+        assert self.bs is not None
+        a, r = self.args, self.report
+        deadline = self.now() + a.max_wait
+        if a.call:
+            target = a.call if a.call.startswith("sip:") else f"sip:{a.call}@{a.pbx}"
+            self.bs.send("dial", target)
+            r.states.append({"t": round(self.now(), 3), "state": "CALLING", "code": None})
+        answered = False
+        while self.closed_at is None:
+            self._pump()
+            now = self.now()
+            ringing = self.incoming_at is not None and not answered and a.answer
+            if ringing and now >= (self.incoming_at or 0.0) + a.answer_delay:
+                self.bs.send("accept")
+                answered = True
+            limit = deadline
+            if a.call and self.confirmed_at is not None:
+                limit = min(deadline, self.confirmed_at + a.duration)
+            if (now >= limit or self.stop.is_set()) and not self.hung_up:
+                if self.call_id is None and not a.call:
+                    break  # nobody called
+                self._hangup()
+                deadline = now + SETTLE_SECONDS  # wait this long for CALL_CLOSED
+            elif self.hung_up and now >= deadline:
+                break
+        self._settle()
+        if not r.confirmed and r.error is None:
+            r.error = ("no call arrived within max-wait" if not a.call and self.call_id is None
+                       else "call not confirmed within max-wait")  # fmt: skip
+
+    def _hangup(self) -> None:
+        assert self.bs is not None
+        self.bs.send("hangup")
+        self.hung_up = True
+        self._media_ended()
+
+    def _settle(self) -> None:
+        """After a confirmed call, until the BYE has its final response, at most SETTLE_SECONDS."""
+        assert self.bs is not None
+        end = self.now() + SETTLE_SECONDS
+        local = f"{self.args.bind}:{self.args.sip_port}"
+        while self.report.confirmed and self.now() < end:
+            if bc.sip_facts(bc.parse_trace(self.bs.log_text(), local)).bye["status"] is not None:
+                break
+            self._pump()
+
+    def _media_ended(self) -> None:
+        if self.confirmed_at is not None and self.report.media_seconds == 0.0:
+            self.report.media_seconds = round(self.now() - self.confirmed_at, 3)
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        kind, param, r = str(ev.get("type")), str(ev.get("param") or ""), self.report
+        code = int(param[:3]) if param[:3].isdigit() else None
+        if kind in ("REGISTER_OK", "REGISTER_FAIL") and r.register_code is None:
+            r.register_code = code if code is not None else 408  # transport error / timeout
+            if kind == "REGISTER_FAIL" and code is None:
+                r.note_error(f"registration: {param}")
+            return
+        if kind not in STATES or ev.get("class") != "call":
+            return
+        if self.call_id is None:
+            self.call_id = ev.get("id")
+        elif ev.get("id") != self.call_id:
+            return  # a second call: baresip (call_max_calls 1) refuses it by itself
+        state, natural = STATES[kind]
+        now = self.now()
+        r.states.append({"t": round(now, 3), "state": state, "code": code or natural,
+                         "event": kind})  # fmt: skip
+        if kind == "CALL_INCOMING":
+            self.incoming_at = now
+        elif kind == "CALL_ESTABLISHED":
+            r.confirmed, self.confirmed_at = True, now
+        elif kind == "CALL_CLOSED":
+            self.closed_at = now
+            self._media_ended()
+            if not r.confirmed and code is not None and code >= 300:
+                r.invite_code = code
+            elif not r.confirmed and param and not self.hung_up:
+                r.note_error(f"call closed: {param}")
+
+    def _collect(self) -> None:
+        """Fill the report from the finished log and the sndfile dumps."""
+        assert self.bs is not None
+        a, r = self.args, self.report
+        log = self.bs.log_text()
+        facts = bc.sip_facts(bc.parse_trace(log, f"{a.bind}:{a.sip_port}"))
+        r.invite_code = facts.invite_code or r.invite_code
+        r.bye, r.codec = facts.bye, facts.codec
+        if r.role == "callee" and not r.confirmed and facts.invite_code == 487:
+            r.cancelled, r.error = True, "cancelled by caller/PBX"
+        r.local_sdp, r.remote_sdp = facts.sdp(local=True), facts.sdp(local=False)
+        if a.stun and facts.local is not None and "media-nat 'stun' established" in log:
+            r.stun_mapped = {"addr": facts.local.addr, "rtp": facts.local.port,
+                             "rtcp": facts.local.rtcp or facts.local.port + 1}  # fmt: skip
+        stats = bc.parse_rtp_stats(log)
+        r.rtp = stats.get("audio", {"tx": 0, "rx": 0})
+        if a.video:
+            r.video = {"codec": "VP8" if facts.video_pt is not None else None,
+                       "payload_type": facts.video_pt,
+                       "rtp": stats.get("video", {"tx": 0, "rx": 0})}  # fmt: skip
+        dumps = sorted(self.snd_dir.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
+        heard = a.workdir / f"{a.ext}-heard.wav"
+        if dumps and bc.concat_wavs(dumps, heard):
+            r.recording = str(heard)
+
+
+def write_report(report: Report, path: Path) -> None:
+    """Write the JSON report atomically (a runner may be polling for it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        print(f"baresip_agent: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    agent, status = Agent(args, stop), 0
+    try:
+        agent.run()
+    except (OSError, RuntimeError, ValueError) as exc:
+        agent.report.error = f"internal: {exc}"
+        print(f"baresip_agent: error: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    try:
+        write_report(agent.report, args.report)
+    except OSError as exc:
+        print(f"baresip_agent: error: cannot write report: {exc}", file=sys.stderr)
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -22,8 +22,10 @@ import dataclasses
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -182,7 +184,10 @@ class Agent:
         self.closed_at: float | None = None
         self.hung_up = False
         w = args.workdir
-        self.conf_dir, self.snd_dir = w / f"{args.ext}-baresip", w / f"{args.ext}-sndfile"
+        # sndfile truncates long dump paths (both dumps then share one name): dump into a
+        # short temporary folder, keep the files in <workdir>/<ext>-sndfile afterwards
+        self.conf_dir, self.snd_keep = w / f"{args.ext}-baresip", w / f"{args.ext}-sndfile"
+        self.snd_dir = Path(tempfile.mkdtemp(prefix=f"nlsf{args.ext}-"))
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -190,9 +195,6 @@ class Agent:
     def run(self) -> None:
         a = self.args
         a.workdir.mkdir(parents=True, exist_ok=True)
-        self.snd_dir.mkdir(exist_ok=True)
-        for old in self.snd_dir.glob("dump-*.wav"):
-            old.unlink()
         tone = a.workdir / f"{a.ext}-tone-{a.tone_hz or 0:g}.wav"
         # aufile ends the call at the end of the file: make it outlast the call
         write_tone(tone, a.tone_hz or 1000.0, a.max_wait + 5, amplitude=0.3 if a.tone_hz else 0)
@@ -211,7 +213,10 @@ class Agent:
             self._converse()
         finally:
             self.bs.stop()
-            self._collect()
+            try:
+                self._collect()
+            finally:
+                shutil.rmtree(self.snd_dir, ignore_errors=True)
 
     def _pump(self) -> None:
         assert self.bs is not None
@@ -342,6 +347,9 @@ class Agent:
         heard = a.workdir / f"{a.ext}-heard.wav"
         if dumps and bc.concat_wavs(dumps, heard):
             r.recording = str(heard)
+        self.snd_keep.mkdir(exist_ok=True)
+        for dump in self.snd_dir.glob("dump-*.wav"):
+            shutil.move(str(dump), self.snd_keep / dump.name)
 
 
 def write_report(report: Report, path: Path) -> None:

@@ -20,20 +20,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
-import json
-import os
 import shutil
-import signal
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from agents import baresip_conf as bc
+from agents.report import Report as BaseReport
+from agents.runmain import Parser, UsageError, agent_main, positive
 from agents.tones import write_tone
 
 POLL = 0.05  # seconds per event-loop round
@@ -43,15 +40,6 @@ START_TIMEOUT = 5.0  # until ctrl_tcp accepts
 STATES = {"CALL_INCOMING": ("INCOMING", None), "CALL_RINGING": ("EARLY", 180),
           "CALL_PROGRESS": ("EARLY", 183), "CALL_ESTABLISHED": ("CONFIRMED", 200),
           "CALL_CLOSED": ("DISCONNECTED", None)}  # fmt: skip
-
-
-class UsageError(Exception):
-    """A bad command line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage dump, no sys.exit
-        raise UsageError(message)
 
 
 def _address(port: str) -> Callable[[str], str]:
@@ -71,24 +59,14 @@ def _address(port: str) -> Callable[[str], str]:
     return check
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def check(text: str) -> Any:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0: {text}")
-        return value
-
-    return check
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m agents.baresip_agent", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m agents.baresip_agent", description=__doc__.split("\n")[0])
     add = p.add_argument
     add("--ext", required=True, help="extension / SIP user name, e.g. 1002")
     add("--bind", required=True, type=_address("no"), metavar="IP", help="local IPv4 address")
-    add("--sip-port", type=_positive(int), default=5060, metavar="PORT",
+    add("--sip-port", type=positive(int), default=5060, metavar="PORT",
         help="SIP UDP/TCP port; TCP PORT+1 is taken too (5060)")
-    add("--rtp-port", type=_positive(int), default=4000, metavar="PORT",
+    add("--rtp-port", type=positive(int), default=4000, metavar="PORT",
         help="even first RTP port: audio uses it (with --video audio and video take "
              "PORT and PORT+2 in either order) (4000)")
     add("--pbx", type=_address("optional"), metavar="IP[:PORT]",
@@ -103,11 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"--answer: seconds between 180 Ringing and 200 OK ({ANSWER_DELAY:g})")
     add("--stun", type=_address("required"), metavar="IP:PORT",
         help="STUN server for media (baresip's stun medianat): public address in the SDP")
-    add("--duration", type=_positive(float), default=10.0, metavar="S",
+    add("--duration", type=positive(float), default=10.0, metavar="S",
         help="caller: hang up this many seconds after the call is established (10)")
-    add("--max-wait", type=_positive(float), metavar="S",
+    add("--max-wait", type=positive(float), metavar="S",
         help="hard bound on registration and, again, on the call (duration + 8)")
-    add("--tone-hz", type=_positive(float), metavar="HZ",
+    add("--tone-hz", type=positive(float), metavar="HZ",
         help="play a sine of HZ into the call (silence without it)")
     add("--video", action="store_true", help="offer/accept VP8 video from a fake source")
     add("--workdir", type=Path, default=Path("."), metavar="DIR",
@@ -136,36 +114,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 @dataclasses.dataclass
-class Report:
+class Report(BaseReport):
     """The pjsua2 agent's report keys, plus agent and video."""
 
-    ext: str
-    role: str
-    bind: str
-    stun: str | None
-    t0_wall: float
-    tone_hz: float | None = None
-    register_code: int | None = None
-    invite_code: int | None = None
-    states: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    confirmed: bool = False
-    cancelled: bool = False  # callee: the INVITE was CANCELled before we answered
-    bye: dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {"direction": None, "status": None})
-    local_sdp: dict[str, Any] | None = None
-    remote_sdp: dict[str, Any] | None = None
-    stun_mapped: dict[str, Any] | None = None
-    codec: str | None = None
-    rtp: dict[str, int] = dataclasses.field(default_factory=lambda: {"tx": 0, "rx": 0})
-    media_seconds: float = 0.0
-    recording: str | None = None
-    error: str | None = None
     agent: str = "baresip"
     video: dict[str, Any] | None = None
-
-    def note_error(self, text: str) -> None:
-        if self.error is None:
-            self.error = text
 
 
 class Agent:
@@ -351,45 +304,11 @@ class Agent:
         for dump in self.snd_dir.glob("dump-*.wav"):
             shutil.move(str(dump), self.snd_keep / dump.name)
 
-
-def write_report(report: Report, path: Path) -> None:
-    """Write the JSON report atomically (a runner may be polling for it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-    except UsageError as exc:
-        print(f"baresip_agent: error: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-    stop = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    agent, status = Agent(args, stop), 0
-    try:
-        agent.run()
-    except (OSError, RuntimeError, ValueError) as exc:
-        agent.report.error = f"internal: {exc}"
-        print(f"baresip_agent: error: {exc}", file=sys.stderr)
-        status = 1
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    try:
-        write_report(agent.report, args.report)
-    except OSError as exc:
-        print(f"baresip_agent: error: cannot write report: {exc}", file=sys.stderr)
-        return 1
-    return status
+    return agent_main("baresip_agent", argv, parse_args, Agent,
+                      lambda ag: dataclasses.asdict(ag.report),
+                      lambda ag, t: setattr(ag.report, "error", t),
+                      (OSError, RuntimeError, ValueError))
 
 
 if __name__ == "__main__":

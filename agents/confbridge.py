@@ -15,10 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
-import json
-import os
-import signal
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,7 +34,8 @@ from agents.phone import (
     parse_sdp,
     rewrite_sdp,
 )
-from agents.sipagent import PUMP_MS, STATS_EVERY, STUN_REFRESH, UsageError, stun_map
+from agents.runmain import Parser, agent_main, positive
+from agents.sipagent import PUMP_MS, STATS_EVERY, STUN_REFRESH, stun_map
 
 MAX_CALLS = 8
 SETTLE_SECONDS = 0.5  # after hanging up: pump so the BYEs are retransmitted/answered
@@ -253,8 +250,8 @@ def map_ports(bind: str, ports: list[int], server: str) -> dict[int, MediaMappin
 
 
 def build_parser() -> argparse.ArgumentParser:
-    positive, host_port = sipagent._positive, sipagent._host_port
-    p = sipagent._Parser(prog="python -m agents.confbridge", description=__doc__.split("\n")[0])
+    host_port = sipagent._host_port
+    p = Parser(prog="python -m agents.confbridge", description=__doc__.split("\n")[0])
     p.add_argument("--ext", required=True, help="the conference extension, e.g. 2900")
     p.add_argument("--bind", required=True, type=sipagent._ip, metavar="IP", help="IPv4 address")
     p.add_argument("--sip-port", type=positive(int), default=5060, metavar="PORT",
@@ -371,44 +368,11 @@ class Conference:
                 r.stun_mapped, "participants": [dataclasses.asdict(p) for p in parts],
                 "error": r.error}
 
-
-def write_json(data: dict[str, Any], path: Path) -> None:
-    """Atomically, like the agent's report (a runner may be polling for it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
-    clock = Clock()
-    try:
-        args = parse_args(argv)
-    except UsageError as exc:
-        print(f"confbridge: error: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-    stop = threading.Event()
-    previous = sipagent._install_stop_handlers(stop)
-    conf = Conference(args, clock, stop)
-    status = 0
-    try:
-        conf.run()
-    except (pj.Error, OSError) as exc:
-        text = exc.info() if isinstance(exc, pj.Error) else str(exc)
-        conf.report.error = f"internal: {text}"
-        print(f"confbridge: error: {text}", file=sys.stderr)
-        status = 1
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    try:
-        write_json(conf.report_dict(), args.report)
-    except OSError as exc:
-        print(f"confbridge: error: cannot write report: {exc}", file=sys.stderr)
-        return 1
-    return status
+    return agent_main("confbridge", argv, parse_args, lambda a, s: Conference(a, Clock(), s),
+                      lambda c: c.report_dict(),
+                      lambda c, t: setattr(c.report, "error", t),
+                      (pj.Error, OSError), sipagent._pj_text)
 
 
 if __name__ == "__main__":

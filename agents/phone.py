@@ -10,11 +10,13 @@ import functools
 import gc
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pjsua2 as pj
+
+from agents.report import Report
 
 STATE_NAMES = {
     pj.PJSIP_INV_STATE_NULL: "NULL",
@@ -39,32 +41,6 @@ class Clock:
 
     def now(self) -> float:
         return time.monotonic() - self.t0
-
-
-@dataclass
-class Report:
-    """What one agent saw; serialised as the JSON report."""
-
-    ext: str
-    role: str
-    bind: str
-    stun: str | None
-    t0_wall: float
-    tone_hz: float | None = None
-    register_code: int | None = None
-    invite_code: int | None = None
-    states: list[dict[str, Any]] = field(default_factory=list)
-    confirmed: bool = False
-    cancelled: bool = False  # callee: the INVITE was CANCELled before we answered
-    bye: dict[str, Any] = field(default_factory=lambda: {"direction": None, "status": None})
-    local_sdp: dict[str, Any] | None = None
-    remote_sdp: dict[str, Any] | None = None
-    stun_mapped: dict[str, Any] | None = None
-    codec: str | None = None
-    rtp: dict[str, int] = field(default_factory=lambda: {"tx": 0, "rx": 0})
-    media_seconds: float = 0.0
-    recording: str | None = None
-    error: str | None = None
 
 
 @dataclass

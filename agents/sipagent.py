@@ -16,21 +16,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
-import json
-import os
-import signal
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 import pjsua2 as pj
 
 from agents.phone import Clock, MediaMapping, Phone, PhoneConfig, Report
+from agents.runmain import Parser, UsageError, agent_main, positive
 from agents.tones import write_tone
 from services import stunmsg
 
@@ -40,15 +35,6 @@ SETTLE_SECONDS = 1.0  # how long to wait for the BYE's final response after hang
 STATS_EVERY = 0.2
 STUN_TIMEOUT = 1.0  # seconds per port, retransmitting every 0.25 s
 STUN_REFRESH = 20.0  # seconds: re-map while idle (conntrack forgets idle UDP after 30 s)
-
-
-class UsageError(Exception):
-    """A bad command line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage dump, no sys.exit
-        raise UsageError(message)
 
 
 def _ip(text: str) -> str:
@@ -68,27 +54,17 @@ def _host_port(text: str, need_port: bool) -> str:
     return text
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def check(text: str) -> Any:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0: {text}")
-        return value
-
-    return check
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m agents.sipagent", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m agents.sipagent", description=__doc__.split("\n")[0])
     p.add_argument("--ext", required=True, help="extension / SIP user name, e.g. 1002")
     p.add_argument(
         "--bind", required=True, type=_ip, metavar="IP", help="local IPv4 address for SIP and RTP"
     )
     p.add_argument(
-        "--sip-port", type=_positive(int), default=5060, metavar="PORT", help="SIP UDP port (5060)"
+        "--sip-port", type=positive(int), default=5060, metavar="PORT", help="SIP UDP port (5060)"
     )
     p.add_argument(
-        "--rtp-port", type=_positive(int), default=4000, metavar="PORT", help="RTP port (4000)"
+        "--rtp-port", type=positive(int), default=4000, metavar="PORT", help="RTP port (4000)"
     )
     p.add_argument(
         "--pbx",
@@ -124,19 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--duration",
-        type=_positive(float),
+        type=positive(float),
         default=10.0,
         metavar="S",
         help="caller: hang up this many seconds after CONFIRMED (10)",
     )
     p.add_argument(
         "--max-wait",
-        type=_positive(float),
+        type=positive(float),
         metavar="S",
         help="hard bound on the agent's life after registration (duration + 8)",
     )
     p.add_argument(
-        "--tone-hz", type=_positive(float), metavar="HZ", help="play a looped sine of HZ"
+        "--tone-hz", type=positive(float), metavar="HZ", help="play a looped sine of HZ"
     )
     p.add_argument(
         "--workdir",
@@ -348,51 +324,15 @@ class Agent:
                 break
             self.phone.pump(PUMP_MS)
 
-
-def write_report(report: Report, path: Path) -> None:
-    """Write the JSON report atomically (a runner may be polling for it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+def _pj_text(exc: BaseException) -> str:
+    return exc.info() if isinstance(exc, pj.Error) else str(exc)
 
 
 def main(argv: list[str] | None = None) -> int:
-    clock = Clock()
-    try:
-        args = parse_args(argv)
-    except UsageError as exc:
-        print(f"sipagent: error: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-    stop = threading.Event()
-    previous = _install_stop_handlers(stop)
-    agent = Agent(args, clock, stop)
-    status = 0
-    try:
-        agent.run()
-    except (pj.Error, OSError) as exc:
-        text = exc.info() if isinstance(exc, pj.Error) else str(exc)
-        agent.report.error = f"internal: {text}"
-        print(f"sipagent: error: {text}", file=sys.stderr)
-        status = 1
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    try:
-        write_report(agent.report, args.report)
-    except OSError as exc:
-        print(f"sipagent: error: cannot write report: {exc}", file=sys.stderr)
-        return 1
-    return status
+    return agent_main("sipagent", argv, parse_args, lambda a, s: Agent(a, Clock(), s),
+                      lambda ag: dataclasses.asdict(ag.report),
+                      lambda ag, t: setattr(ag.report, "error", t),
+                      (pj.Error, OSError), _pj_text)
 
 
 if __name__ == "__main__":

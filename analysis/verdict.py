@@ -34,6 +34,7 @@ class Verdict:
     evidence: list[str] = field(default_factory=list)
     seconds: float = 0.0
     calls: list[dict[str, Any]] = field(default_factory=list)  # per call, multi-call scenarios
+    rtp_agent: dict[str, Any] = field(default_factory=dict)  # the agents' own RTP counters
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -212,12 +213,31 @@ class Explainer:
                 f"{phone_name(r_ext)}.pcap shows {len(at_phone)} reaching {r_ext}.")
 
 
+def wire_rtp(caps: Captures, plan: Plan, call: Call) -> dict[str, dict[str, int]]:
+    """Audio RTP packets each phone sent and received, counted on its own capture (what
+    Wireshark shows; the agents' own stream counters are kept beside as rtp_agent)."""
+    out: dict[str, dict[str, int]] = {}
+    for role, ext in (("caller", call.caller), ("callee", call.callee)):
+        pkts = caps.udp.get(phone_name(ext))
+        if pkts is None:
+            return {}
+        ip = plan.lan_of(ext).phones[ext]
+        audio = [p for p in pkts if p.kind == "rtp" and (p.payload[1] & 0x7F) in (0, 8)]
+        out[role] = {"tx": sum(p.src == ip for p in audio), "rx": sum(p.dst == ip for p in audio)}
+    return out
+
+
 def judge(plan: Plan, sc: Scenario, call: Call, reports: dict[str, dict[str, Any]],
           pcaps: dict[str, Path], seconds: float = 0.0) -> Verdict:
+    caps = Captures(pcaps)
     caller, callee = reports.get("caller", {}), reports.get("callee", {})
+    wire = wire_rtp(caps, plan, call)
+    if wire:
+        caller = {**caller, "rtp": wire["caller"], "rtp_agent": caller.get("rtp")}
+        callee = {**callee, "rtp": wire["callee"], "rtp_agent": callee.get("rtp")}
     checks = _checks(sc, plan, caller, callee)
     works = all(checks.values())
-    ex = Explainer(plan, call, Captures(pcaps))
+    ex = Explainer(plan, call, caps)
     sig = ex.signalling(checks)
     media = ex.media({"caller": caller, "callee": callee}, checks) if ex.call_id else []
     failed = [k for k, v in checks.items() if not v]
@@ -230,7 +250,8 @@ def judge(plan: Plan, sc: Scenario, call: Call, reports: dict[str, dict[str, Any
         rtp_received={"caller": _rtp(caller, "rx"), "callee": _rtp(callee, "rx")},
         rtp_sent={"caller": _rtp(caller, "tx"), "callee": _rtp(callee, "tx")},
         checks=checks, explanation=" ".join([lead, *evidence]), evidence=evidence,
-        seconds=round(seconds, 2))
+        seconds=round(seconds, 2),
+        rtp_agent={"caller": caller.get("rtp_agent"), "callee": callee.get("rtp_agent")})
 
 
 def combine(sc: Scenario, calls: list[Verdict]) -> Verdict:

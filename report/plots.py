@@ -90,13 +90,15 @@ def sweep(points: list[tuple[str, float, Direction]], path: Path) -> Path:
     a1.plot(losses, _g107_curve(losses, [0.0] * len(losses)), label="G.107 (g711, PLC)")
     delays = [float(d) for d in range(0, 401, 10)]
     a2.plot(delays, _g107_curve([0.0] * len(delays), delays), label="G.107 (g711)")
-    for axis, _, d in points:
-        ax, x = (a1, d.loss_pct) if axis == "loss" else (a2, d.owd_mean_ms or 0.0)
-        ax.plot([x], [d.mos_g107 or 0.0], "o", color="C3")
-    a1.plot([], [], "o", color="C3", label="measured calls")
-    a2.plot([], [], "o", color="C3", label="measured calls")
-    a1.set(xlabel="packet loss (%)", ylabel="MOS", title="MOS against loss", ylim=(1, 4.6))
-    a2.set(xlabel="one-way delay (ms)", ylabel="MOS", title="MOS against delay", ylim=(1, 4.6))
+    for axis, value, d in points:  # x: what was configured; y: MOS from what was measured
+        ax = a1 if axis == "loss" else a2
+        ax.plot([value], [d.mos_g107 or 0.0], "o", color="C3")
+    a1.plot([], [], "o", color="C3", label="measured call, at its configured loss")
+    a2.plot([], [], "o", color="C3", label="measured call, at its configured delay")
+    a1.set(xlabel="configured packet loss (%)", ylabel="MOS", title="MOS against loss",
+           ylim=(1, 4.6))
+    a2.set(xlabel="configured one-way delay (ms)", ylabel="MOS", title="MOS against delay",
+           ylim=(1, 4.6))
     a1.legend()
     a2.legend()
     fig.tight_layout()

@@ -95,8 +95,10 @@ def write_qos(rundir: Path, scenarios: list[QosScenario]) -> list[str]:
     if sweep_points:
         plots.sweep(sweep_points, figs / "sweep.png")
         md += ["### Impairment sweep", "",
-               "One call per point; MOS by G.107 from what was measured (dots) against the "
-               "G.107 curve for the configured impairment alone.", "",
+               "One call per point: MOS by G.107 from what was measured (dots, placed at the "
+               "configured value) against the G.107 curve for the configured impairment alone; "
+               "a dot off the curve is the difference between configured and measured (e.g. "
+               "the binomial spread of loss over ~300 packets).", "",
                "![sweep](figures/sweep.png)", ""]
         md += _table([{**r.row(), "call": f"{axis} {value:g}"}
                       for axis, value, r in sweep_points]) + [""]

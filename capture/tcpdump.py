@@ -22,8 +22,10 @@ class Capture:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        args = ["tcpdump", "-i", self.intf, "-n", "-U", "-s", "0", "-Z", "root",
-                "-w", str(self.pcap)]
+        # --immediate-mode: without it libpcap hands packets over in blocks every ~1 s, and
+        # the packets of the last block are lost when tcpdump is stopped
+        args = ["tcpdump", "-i", self.intf, "-n", "-U", "--immediate-mode", "-s", "0",
+                "-Z", "root", "-w", str(self.pcap)]
         with open(self.log, "wb") as log:
             self.proc = self.host.popen(args, stdout=log, stderr=log)
 

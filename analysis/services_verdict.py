@@ -125,8 +125,13 @@ def judge_conference(plan: Plan, sc: Scenario, reports: dict[str, dict[str, Any]
     failed = [k for k, v in checks.items() if not v]
     lead = "Works: every check passed." if works else f"Fails ({', '.join(failed)})."
     room_lan = lan_by_prefix(plan, conf.room, sc.name)
+    offered = {(p.get("local_sdp") or {}).get("addr") for p in bridge.get("participants") or []}
+    private = sorted(a for a in offered if a and Labels(plan).is_private(a))
     lines.insert(0, f"Bridge {conf.room} (pjsua2 mixer beside PBX{room_lan.index}) served "
-                    f"{len(bridge.get('participants') or [])} participants.")
+                    f"{len(bridge.get('participants') or [])} participants"
+                    + (f"; to phones behind its own NAT it offered its private address "
+                       f"{', '.join(private)} (r{room_lan.index} does not hairpin), to the others "
+                       "its public one" if private else "") + ".")
     first = reports.get(f"participant-{conf.participants[0]}", {})
     return Verdict(name=sc.name, stun=sc.stun, trunk=sc.trunk, expect=sc.expect,
                    verdict="works" if works else "fails",

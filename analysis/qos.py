@@ -104,13 +104,18 @@ def _lost_flags(stats_seqs: list[int]) -> list[bool]:
 
 def direction(call: str, sender: str, receiver: str, sent_caps: list[Udp],
               recv_caps: list[Udp], sender_ip: str, receiver_ip: str,
-              video_pt: int | None = None) -> Direction | None:
+              video_pt: int | None = None, ssrc_from: str = "sender") -> Direction | None:
+    """One direction; its SSRC is the first one the sender sent (ssrc_from="sender") or the
+    first one the receiver got ("receiver": for a sender with many streams, e.g. a bridge)."""
     pts = (video_pt,) if video_pt is not None else (0, 8)
     recv = _stream(recv_caps, receiver_ip, outbound=False, pts=pts)
+    sent = _stream(sent_caps, sender_ip, outbound=True, pts=pts)
     if not recv:
         return None
     heads = [_rtp_header(p.payload) for p in recv]
     ssrc = heads[0][0]
+    if ssrc_from == "sender" and sent:
+        ssrc = _rtp_header(sent[0].payload)[0]
     keep = [i for i, h in enumerate(heads) if h[0] == ssrc]
     recv = [recv[i] for i in keep]
     heads = [heads[i] for i in keep]
@@ -118,7 +123,9 @@ def direction(call: str, sender: str, receiver: str, sent_caps: list[Udp],
                               [h[2] for h in heads], [h[3] for h in heads],
                               [h[4] for h in heads],
                               {video_pt: ("VP8", 90000)} if video_pt is not None else None)
-    owd = one_way_delays(_stream(sent_caps, sender_ip, outbound=True, pts=pts), recv)
+    if not recv:
+        return None
+    owd = one_way_delays(sent, recv)
     loss = max(0.0, st.lost_pct)
     late = jitter_buffer_loss(owd, JITTER_BUFFER_MS) if owd else 0.0
     flags = _lost_flags([h[1] for h in heads])
@@ -157,6 +164,18 @@ def call_qos(call: str, caller: str, callee: str, caller_ip: str, callee_ip: str
             if d is not None:
                 out.append(d)
     return out
+
+
+def conference_qos(participant: str, participant_ip: str, bridge_ip: str, bridge_cap: str,
+                   pcaps: dict[str, Path]) -> list[Direction]:
+    """A participant's two directions with the bridge (captured on its PBX's interface)."""
+    phone = read_udp(pcaps.get(f"p{participant}", Path("/nonexistent")))
+    bridge = read_udp(pcaps.get(bridge_cap, Path("/nonexistent")))
+    legs = [direction(participant, participant, "bridge", phone, bridge, participant_ip,
+                      bridge_ip, ssrc_from="sender"),
+            direction(participant, "bridge", participant, bridge, phone, bridge_ip,
+                      participant_ip, ssrc_from="receiver")]
+    return [d for d in legs if d is not None]
 
 
 def averages(rows: list[Direction]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from analysis.qos import call_qos
+from analysis.qos import call_qos, conference_qos
 from analysis.services_verdict import judge_any
 from analysis.verdict import Verdict, combine
 from capture.tcpdump import CaptureError
@@ -18,7 +18,8 @@ from natlab.preflight import PreflightError, preflight
 from report.qos import QosScenario, write_qos
 from report.write import new_run_dir, text_table, write_run
 from scenarios.agentproc import RunError
-from scenarios.model import Scenario, available_sets, select, wan_of
+from scenarios.extras import lan_by_prefix
+from scenarios.model import Call, Scenario, available_sets, select, wan_of
 from scenarios.runner import RawRun, load_raw, run_scenario
 from services.daemon import DaemonError
 from topology.plan import ConfigError, Plan, load_plan
@@ -92,8 +93,20 @@ def _qos(plan: Plan, sc: Scenario, raws: list[RawRun], outdir: Path) -> list[Qos
     wan_txt = outdir / "wan.txt"
     mech = " ".join(wan_txt.read_text().split("\n")[1:]).strip() if wan_txt.exists() else ""
     qs = QosScenario(sc.name, sc.description, wan_of(sc, plan), mech or "no impairment")
+    if sc.conference is not None:
+        lan = lan_by_prefix(plan, sc.conference.room, sc.name)
+        for ext in sc.conference.participants:
+            qs.rows += conference_qos(ext, plan.lan_of(ext).phones[ext], lan.pbx, lan.pbx_name,
+                                      raws[0].pcaps)
+        return [qs]
     for raw in raws:
         c = raw.call
+        if sc.ring is not None:  # the member that answered
+            won = [e for e in sc.ring.members
+                   if raw.reports.get(f"member-{e}", {}).get("confirmed")]
+            if not won:
+                continue
+            c = Call(c.index, c.round, c.caller, won[0])
         ips = plan.lan_of(c.caller).phones[c.caller], plan.lan_of(c.callee).phones[c.callee]
         video = (raw.reports.get("callee", {}).get("video") or {}).get("payload_type")
         qs.rows += call_qos(c.label, c.caller, c.callee, ips[0], ips[1], raw.pcaps,

@@ -36,7 +36,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert res.returncode == 0, res.stderr
     latest = tmp / "results" / "latest"
     summary = json.loads((latest / "summary.json").read_text())
-    return {"dir": latest, "by_name": {s["name"]: s for s in summary["scenarios"]}}
+    qos = json.loads((latest / "qos.json").read_text())
+    return {"dir": latest, "by_name": {s["name"]: s for s in summary["scenarios"]},
+            "qos": {s["name"]: s for s in qos["scenarios"]}}
 
 
 def test_verdicts_match_the_paper(run: dict[str, Any]) -> None:
@@ -52,6 +54,14 @@ def test_ring_group_first_answer_wins_and_loser_sees_cancel(run: dict[str, Any])
     assert "192.168.1.25 (2005) got CANCEL from PBX1 (p2005.pcap frame" in s["explanation"]
     hunt = run["by_name"]["212_ringgroup_sequential"]
     assert "2005 answered" in hunt["explanation"] and hunt["checks"]["losers_cancelled"]
+
+
+def test_qos_rows_for_ring_group_and_conference(run: dict[str, Any]) -> None:
+    ring = run["qos"]["211_ringgroup_parallel"]["rows"]
+    assert {(r["sender"], r["receiver"]) for r in ring} == {("1002", "2001"), ("2001", "1002")}
+    conf = run["qos"]["221_conference_3party"]["rows"]
+    assert len(conf) == 6 and all(r["packets"] >= 250 and r["loss_pct"] == 0 for r in conf)
+    assert {r["receiver"] for r in conf} == {"bridge", "1002", "2001", "2005"}
 
 
 def test_conference_mixes_every_other_party(run: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Config and scenario validation: one clear line, exit code 2, nothing started."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,18 @@ def test_cli_check_and_list() -> None:
     assert res.returncode == 0 and "valid" in res.stdout
     res = _natlab("list")
     assert res.returncode == 0 and "006_call_stun_nataware" in res.stdout
+
+
+def test_not_root_one_line_nothing_started(tmp_path: Path) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          sys.executable, "-m", "natlab", "run", "--scenario",
+                          "006_call_stun_nataware", "--results", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=60)
+    if "Permission denied" in res.stderr or "No module named" in res.stderr:
+        pytest.skip("the checkout is not readable by nobody")
+    assert res.returncode == 2
+    assert res.stderr == "natlab: error: natlab needs root (network namespaces, bridges): " \
+                         "run it with sudo\n"
+    assert not (tmp_path / "r").exists()

@@ -10,6 +10,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analysis.rtp import rtp_header
+
 SIP_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "UPDATE",
                "INFO", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH")
 STUN_COOKIE = b"\x21\x12\xa4\x42"
@@ -33,9 +35,9 @@ class Udp:
             return "sip"
         if len(p) >= 20 and p[4:8] == STUN_COOKIE and p[0] & 0xC0 == 0:
             return "stun"
-        if len(p) >= 12 and p[0] >> 6 == 2:
-            return "rtcp" if 200 <= p[1] <= 204 else "rtp"
-        return "udp"
+        if len(p) >= 12 and p[0] >> 6 == 2 and 200 <= p[1] <= 204:
+            return "rtcp"
+        return "rtp" if rtp_header(p) is not None else "udp"  # tshark's rtp_udp heuristic
 
 
 @dataclass(frozen=True)

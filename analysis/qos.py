@@ -22,6 +22,7 @@ from analysis.emodel import (
     paper_formula,
 )
 from analysis.packets import Udp, read_udp
+from analysis.rtp import RtpHeader, rtp_header
 from analysis.rtpstats import StreamStats, analyse
 
 JITTER_BUFFER_MS = 40.0  # fixed buffer (2 packets of 20 ms) for the G.107 late-loss model
@@ -59,10 +60,11 @@ class Direction:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
-def _rtp_header(p: bytes) -> tuple[int, int, int, int, bool]:
-    """(ssrc, seq, timestamp, payload type, marker)."""
-    return (int.from_bytes(p[8:12], "big"), int.from_bytes(p[2:4], "big"),
-            int.from_bytes(p[4:8], "big"), p[1] & 0x7F, bool(p[1] & 0x80))
+def _header(p: Udp) -> RtpHeader:
+    """The RTP header of a packet already classified as RTP (Udp.kind == "rtp")."""
+    h = rtp_header(p.payload)
+    assert h is not None
+    return h
 
 
 def _stream(packets: list[Udp], ip: str, outbound: bool,
@@ -77,12 +79,12 @@ def one_way_delays(sent: list[Udp], received: list[Udp]) -> list[float]:
     """Per received packet, arrival minus departure (ms), matched on (SSRC, seq)."""
     departure: dict[tuple[int, int], float] = {}
     for p in sent:
-        ssrc, seq, *_ = _rtp_header(p.payload)
-        departure.setdefault((ssrc, seq), p.time)
+        h = _header(p)
+        departure.setdefault((h.ssrc, h.seq), p.time)
     out = []
     for p in received:
-        ssrc, seq, *_ = _rtp_header(p.payload)
-        t = departure.get((ssrc, seq))
+        h = _header(p)
+        t = departure.get((h.ssrc, h.seq))
         if t is not None:
             out.append((p.time - t) * 1000.0)
     return out
@@ -112,23 +114,21 @@ def direction(call: str, sender: str, receiver: str, sent_caps: list[Udp],
     sent = _stream(sent_caps, sender_ip, outbound=True, pts=pts)
     if not recv:
         return None
-    heads = [_rtp_header(p.payload) for p in recv]
-    ssrc = heads[0][0]
-    if ssrc_from == "sender" and sent:
-        ssrc = _rtp_header(sent[0].payload)[0]
-    keep = [i for i, h in enumerate(heads) if h[0] == ssrc]
+    heads = [_header(p) for p in recv]
+    ssrc = _header(sent[0]).ssrc if ssrc_from == "sender" and sent else heads[0].ssrc
+    keep = [i for i, h in enumerate(heads) if h.ssrc == ssrc]
     recv = [recv[i] for i in keep]
     heads = [heads[i] for i in keep]
-    st: StreamStats = analyse([p.time * 1000.0 for p in recv], [h[1] for h in heads],
-                              [h[2] for h in heads], [h[3] for h in heads],
-                              [h[4] for h in heads],
+    st: StreamStats = analyse([p.time * 1000.0 for p in recv], [h.seq for h in heads],
+                              [h.timestamp for h in heads], [h.payload_type for h in heads],
+                              [h.marker for h in heads],
                               {video_pt: ("VP8", 90000)} if video_pt is not None else None)
     if not recv:
         return None
     owd = one_way_delays(sent, recv)
     loss = max(0.0, st.lost_pct)
     late = jitter_buffer_loss(owd, JITTER_BUFFER_MS) if owd else 0.0
-    flags = _lost_flags([h[1] for h in heads])
+    flags = _lost_flags([h.seq for h in heads])
     br = burst_ratio(flags) if any(flags) and not all(flags) else 1.0
     owd_mean = statistics.fmean(owd) if owd else 0.0
     g107 = None if video_pt is not None else compute(from_measurement(

@@ -6,17 +6,12 @@ from typing import Any
 
 from agents.tones import tone_levels
 from analysis.evidence import Captures, Labels, requests, responses, where
-from analysis.verdict import PACKETS_PER_S, Verdict, judge
+from analysis.verdict import PACKETS_PER_S, Verdict, judge, lead_line, rtp_count
 from scenarios.extras import lan_by_prefix
 from scenarios.model import Call, Scenario
 from topology.plan import Plan, phone_name
 
 HEARD_DB = -10.0  # a tone counts as heard above this level (see agents.tones)
-
-
-def _rtp(report: dict[str, Any], key: str, media: str = "") -> int:
-    src = report.get(media, {}) if media else report
-    return int(((src or {}).get("rtp") or {}).get(key) or 0)
 
 
 def video_checks(sc: Scenario, plan: Plan, call: Call, reports: dict[str, dict[str, Any]],
@@ -29,7 +24,7 @@ def video_checks(sc: Scenario, plan: Plan, call: Call, reports: dict[str, dict[s
                                          call.callee),
                                         (callee, caller, "video_to_caller", call.callee,
                                          call.caller)):
-        tx, rx = _rtp(snd, "tx", "video"), _rtp(rcv, "rx", "video")
+        tx, rx = rtp_count(snd, "tx", "video"), rtp_count(rcv, "rx", "video")
         pt = (rcv.get("video") or {}).get("payload_type")
         r_ip = plan.lan_of(r_ext).phones[r_ext]
         on_wire = [p for p in caps.udp.get(phone_name(r_ext), [])
@@ -85,8 +80,7 @@ def judge_ring(plan: Plan, sc: Scenario, call: Call, reports: dict[str, dict[str
             + f"; its report: cancelled={bool(members[e].get('cancelled'))}, "
             f"confirmed={bool(members[e].get('confirmed'))}.")
     ok = all(checks.values())
-    failed = [k for k, v in checks.items() if not v]
-    lead = "Works: every check passed." if ok else f"Fails ({', '.join(failed)})."
+    lead = lead_line(checks)
     evidence = lines + base.evidence
     return Verdict(name=sc.name, stun=sc.stun, trunk=sc.trunk, expect=sc.expect,
                    verdict="works" if ok else "fails", rtp_received=base.rtp_received,
@@ -111,19 +105,18 @@ def judge_conference(plan: Plan, sc: Scenario, reports: dict[str, dict[str, Any]
             if isinstance(rec, str) and Path(rec).exists() else {}
         heard = {hz: levels.get(hz, -200.0) for hz in others}
         ok = {f"{ext}_joined": rep.get("invite_code") == 200 and bool(rep.get("confirmed")),
-              f"{ext}_rtp_both_ways": _rtp(rep, "tx") >= min_pkts and _rtp(rep, "rx") >= min_pkts,
+              f"{ext}_rtp_both_ways": min(rtp_count(rep, "tx"), rtp_count(rep, "rx")) >= min_pkts,
               f"{ext}_hears_others": bool(heard) and all(v > HEARD_DB for v in heard.values())}
         checks.update(ok)
         lan = plan.lan_of(ext)
         lines.append(f"{ext} (LAN{lan.index}, tone {conf.tone_of(ext)} Hz): joined "
-                     f"{'yes' if ok[f'{ext}_joined'] else 'no'}, RTP sent {_rtp(rep, 'tx')}, "
-                     f"received {_rtp(rep, 'rx')}; hears "
+                     f"{'yes' if ok[f'{ext}_joined'] else 'no'}, RTP sent {rtp_count(rep, 'tx')}, "
+                     f"received {rtp_count(rep, 'rx')}; hears "
                      + ", ".join(f"{hz} Hz at {db:.1f} dB" for hz, db in heard.items())
                      + f" (its own tone at {levels.get(conf.tone_of(ext), -200.0):.1f} dB).")
         parts.append({"name": ext, "rtp": rep.get("rtp"), "heard_db": heard})
     works = all(checks.values())
-    failed = [k for k, v in checks.items() if not v]
-    lead = "Works: every check passed." if works else f"Fails ({', '.join(failed)})."
+    lead = lead_line(checks)
     room_lan = lan_by_prefix(plan, conf.room, sc.name)
     offered = {(p.get("local_sdp") or {}).get("addr") for p in bridge.get("participants") or []}
     private = sorted(a for a in offered if a and Labels(plan).is_private(a))
@@ -133,14 +126,13 @@ def judge_conference(plan: Plan, sc: Scenario, reports: dict[str, dict[str, Any]
                        f"{', '.join(private)} (r{room_lan.index} does not hairpin), to the others "
                        "its public one" if private else "") + ".")
     first = reports.get(f"participant-{conf.participants[0]}", {})
+    served = bridge.get("participants") or []
     return Verdict(name=sc.name, stun=sc.stun, trunk=sc.trunk, expect=sc.expect,
                    verdict="works" if works else "fails",
-                   rtp_received={"caller": _rtp(first, "rx"),
-                                 "callee": sum(int(((p.get("rtp") or {}).get("rx")) or 0)
-                                               for p in bridge.get("participants") or [])},
-                   rtp_sent={"caller": _rtp(first, "tx"),
-                             "callee": sum(int(((p.get("rtp") or {}).get("tx")) or 0)
-                                           for p in bridge.get("participants") or [])},
+                   rtp_received={"caller": rtp_count(first, "rx"),
+                                 "callee": sum(rtp_count(p, "rx") for p in served)},
+                   rtp_sent={"caller": rtp_count(first, "tx"),
+                             "callee": sum(rtp_count(p, "tx") for p in served)},
                    checks=checks, explanation=" ".join([lead, *lines]), evidence=lines,
                    seconds=round(seconds, 2), calls=parts)
 
@@ -159,8 +151,7 @@ def judge_any(plan: Plan, sc: Scenario, call: Call, reports: dict[str, dict[str,
     v.checks.update(checks)
     v.evidence += lines
     ok = all(v.checks.values())
-    failed = [k for k, val in v.checks.items() if not val]
-    lead = "Works: every check passed." if ok else f"Fails ({', '.join(failed)})."
+    lead = lead_line(v.checks)
     v.verdict = "works" if ok else "fails"
     v.explanation = " ".join([lead, *v.evidence])
     return v

@@ -40,8 +40,16 @@ class Verdict:
         return dict(self.__dict__)
 
 
-def _rtp(report: dict[str, Any], key: str) -> int:
-    return int((report.get("rtp") or {}).get(key) or 0)
+def rtp_count(report: dict[str, Any], key: str, media: str = "") -> int:
+    """tx or rx of a report's audio ("rtp") or of one of its media sections (e.g. "video")."""
+    src = report.get(media) if media else report
+    return int(((src or {}).get("rtp") or {}).get(key) or 0)
+
+
+def lead_line(checks: dict[str, bool]) -> str:
+    """The first sentence of an explanation: works, or which checks failed."""
+    failed = [k for k, ok in checks.items() if not ok]
+    return f"Fails ({', '.join(failed)})." if failed else "Works: every check passed."
 
 
 def _checks(sc: Scenario, plan: Plan, caller: dict[str, Any],
@@ -58,10 +66,10 @@ def _checks(sc: Scenario, plan: Plan, caller: dict[str, Any],
         "caller_confirmed": bool(caller.get("confirmed")),
         "callee_confirmed": bool(callee.get("confirmed")),
         "bye_answered": _bye_ok(caller) or _bye_ok(callee),
-        "rtp_to_caller": _rtp(callee, "tx") >= min_tx
-        and _rtp(caller, "rx") >= ratio * _rtp(callee, "tx"),
-        "rtp_to_callee": _rtp(caller, "tx") >= min_tx
-        and _rtp(callee, "rx") >= ratio * _rtp(caller, "tx"),
+        "rtp_to_caller": rtp_count(callee, "tx") >= min_tx
+        and rtp_count(caller, "rx") >= ratio * rtp_count(callee, "tx"),
+        "rtp_to_callee": rtp_count(caller, "tx") >= min_tx
+        and rtp_count(callee, "rx") >= ratio * rtp_count(caller, "tx"),
         **heard,
     }
 
@@ -158,8 +166,9 @@ class Explainer:
 
     def media(self, reports: dict[str, dict[str, Any]], checks: dict[str, bool]) -> list[str]:
         if not checks["invite_200"]:
+            sent = [rtp_count(reports[role], "tx") for role in ("caller", "callee")]
             return ["No media: the call was never answered, so no RTP was sent "
-                    f"(sent {_rtp(reports['caller'], 'tx')} / {_rtp(reports['callee'], 'tx')})."]
+                    f"(sent {sent[0]} / {sent[1]})."]
         out = []
         for snd, rcv, key in (("caller", "callee", "rtp_to_callee"),
                               ("callee", "caller", "rtp_to_caller")):
@@ -179,7 +188,7 @@ class Explainer:
     def _direction(self, snd: str, rcv: str, reports: dict[str, dict[str, Any]], ok: bool) -> str:
         sc, lab = self.sc, self.label
         s_ext, r_ext = (sc.caller, sc.callee) if snd == "caller" else (sc.callee, sc.caller)
-        tx, rx = _rtp(reports[snd], "tx"), _rtp(reports[rcv], "rx")
+        tx, rx = rtp_count(reports[snd], "tx"), rtp_count(reports[rcv], "rx")
         head = f"RTP {s_ext} -> {r_ext}: sent {tx}, received {rx}"
         offer, intf = self._offer(rcv)
         sdp = offer.sdp if offer is not None else None
@@ -213,7 +222,7 @@ class Explainer:
                 f"{phone_name(r_ext)}.pcap shows {len(at_phone)} reaching {r_ext}.")
 
 
-def wire_rtp(caps: Captures, plan: Plan, call: Call) -> dict[str, dict[str, int]]:
+def wirertp_count(caps: Captures, plan: Plan, call: Call) -> dict[str, dict[str, int]]:
     """Audio RTP packets each phone sent and received, counted on its own capture (what
     Wireshark shows; the agents' own stream counters are kept beside as rtp_agent)."""
     out: dict[str, dict[str, int]] = {}
@@ -231,7 +240,7 @@ def judge(plan: Plan, sc: Scenario, call: Call, reports: dict[str, dict[str, Any
           pcaps: dict[str, Path], seconds: float = 0.0) -> Verdict:
     caps = Captures(pcaps)
     caller, callee = reports.get("caller", {}), reports.get("callee", {})
-    wire = wire_rtp(caps, plan, call)
+    wire = wirertp_count(caps, plan, call)
     if wire:
         caller = {**caller, "rtp": wire["caller"], "rtp_agent": caller.get("rtp")}
         callee = {**callee, "rtp": wire["callee"], "rtp_agent": callee.get("rtp")}
@@ -240,15 +249,14 @@ def judge(plan: Plan, sc: Scenario, call: Call, reports: dict[str, dict[str, Any
     ex = Explainer(plan, call, caps)
     sig = ex.signalling(checks)
     media = ex.media({"caller": caller, "callee": callee}, checks) if ex.call_id else []
-    failed = [k for k, v in checks.items() if not v]
-    lead = "Works: every check passed." if works else f"Fails ({', '.join(failed)})."
+    lead = lead_line(checks)
     evidence = sig + media
     name = sc.name if sc.calls == 1 else f"{sc.name}/{call.label}"
     return Verdict(
         name=name, stun=sc.stun, trunk=sc.trunk, expect=sc.expect,
         verdict="works" if works else "fails",
-        rtp_received={"caller": _rtp(caller, "rx"), "callee": _rtp(callee, "rx")},
-        rtp_sent={"caller": _rtp(caller, "tx"), "callee": _rtp(callee, "tx")},
+        rtp_received={"caller": rtp_count(caller, "rx"), "callee": rtp_count(callee, "rx")},
+        rtp_sent={"caller": rtp_count(caller, "tx"), "callee": rtp_count(callee, "tx")},
         checks=checks, explanation=" ".join([lead, *evidence]), evidence=evidence,
         seconds=round(seconds, 2),
         rtp_agent={"caller": caller.get("rtp_agent"), "callee": callee.get("rtp_agent")})

@@ -1,7 +1,6 @@
 """Scenarios are data: a few TOML lines each, in scenarios/<set>/NNN_topic_variant.toml."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,7 @@ from scenarios.extras import (
     parse_conference,
     parse_ring,
 )
-from topology.plan import ConfigError, Plan, parse_wan_profiles
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10
-    import tomli as tomllib
+from topology.plan import ConfigError, Plan, parse_wan_profiles, read_toml
 
 SCENARIO_ROOT = Path(__file__).resolve().parent
 TRUNKS = ("none", "naive", "nat-aware")
@@ -151,13 +145,7 @@ def _pair(where: str, value: Any, plan: Plan) -> tuple[str, str]:
 
 
 def load_scenario(path: Path, plan: Plan) -> Scenario:
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read scenario {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name}: invalid TOML: {exc}") from None
-    return _parse(path, data, plan)
+    return _parse(path, read_toml(path, "scenario"), plan)
 
 
 def select(plan: Plan, set_name: str = "default", names: list[str] | None = None) -> list[Scenario]:

@@ -1,7 +1,6 @@
 """Bring the topology up and down: Mininet with LinuxBridge switches and no controller."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,6 @@ from topology.router import (
     disable_ipv6,
 )
 from topology.topo import CORE, STUN, NatLabTopo
-
-SWITCHES = ("s1", "s2", "s3")
 
 
 def _root_sysctl(key: str, value: str) -> None:
@@ -86,10 +83,3 @@ class Network:
     def host_pids(self) -> list[int]:
         return [int(h.pid) for h in self.net.hosts] if self.net else []
 
-
-def bridges_present() -> list[str]:
-    """Our switch names that exist as links in the root namespace (leftovers when not running)."""
-    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
-    ports = tuple(f"{s}-" for s in SWITCHES)
-    return sorted(n for n in names if n in SWITCHES or n.startswith(ports))

@@ -19,18 +19,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agents import baresip_conf as bc
 from agents.report import Report as BaseReport
-from agents.runmain import Parser, UsageError, agent_main, positive
+from agents.runmain import (
+    Parser,
+    UsageError,
+    agent_main,
+    check_phone_args,
+    host_port,
+    ipv4,
+    positive,
+)
 from agents.tones import write_tone
 
 POLL = 0.05  # seconds per event-loop round
@@ -42,34 +49,17 @@ STATES = {"CALL_INCOMING": ("INCOMING", None), "CALL_RINGING": ("EARLY", 180),
           "CALL_CLOSED": ("DISCONNECTED", None)}  # fmt: skip
 
 
-def _address(port: str) -> Callable[[str], str]:
-    """An IPv4 address; `port` says if ":PORT" may follow: "no", "optional" or "required"."""
-
-    def check(text: str) -> str:
-        host, sep, num = text.partition(":")
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
-        bad = sep and (port == "no" or not (num.isdigit() and 0 < int(num) < 65536))
-        if bad or (port == "required" and not sep):
-            raise argparse.ArgumentTypeError(f"bad or missing port in {text!r}")
-        return text
-
-    return check
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m agents.baresip_agent", description=__doc__.split("\n")[0])
     add = p.add_argument
     add("--ext", required=True, help="extension / SIP user name, e.g. 1002")
-    add("--bind", required=True, type=_address("no"), metavar="IP", help="local IPv4 address")
+    add("--bind", required=True, type=ipv4, metavar="IP", help="local IPv4 address")
     add("--sip-port", type=positive(int), default=5060, metavar="PORT",
         help="SIP UDP/TCP port; TCP PORT+1 is taken too (5060)")
     add("--rtp-port", type=positive(int), default=4000, metavar="PORT",
         help="even first RTP port: audio uses it (with --video audio and video take "
              "PORT and PORT+2 in either order) (4000)")
-    add("--pbx", type=_address("optional"), metavar="IP[:PORT]",
+    add("--pbx", type=host_port(False), metavar="IP[:PORT]",
         help="registrar/proxy: REGISTER sip:EXT@PBX (no auth) before anything else")
     role = p.add_mutually_exclusive_group(required=True)
     role.add_argument("--call", metavar="TARGET",
@@ -79,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="take one call: 180, ring until CANCEL/max-wait")
     add("--answer-delay", type=float, default=ANSWER_DELAY, metavar="S",
         help=f"--answer: seconds between 180 Ringing and 200 OK ({ANSWER_DELAY:g})")
-    add("--stun", type=_address("required"), metavar="IP:PORT",
+    add("--stun", type=host_port(True), metavar="IP:PORT",
         help="STUN server for media (baresip's stun medianat): public address in the SDP")
     add("--duration", type=positive(float), default=10.0, metavar="S",
         help="caller: hang up this many seconds after the call is established (10)")
@@ -98,19 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
-    if args.call and not args.call.startswith("sip:") and not args.pbx:
-        raise UsageError("--call EXT needs --pbx (or give a full sip: URI)")
-    if args.answer_delay < 0:
-        raise UsageError("--answer-delay must be >= 0")
-    if args.tone_hz is not None and args.tone_hz >= 4000:
-        raise UsageError("--tone-hz must be below 4000 (8 kHz sampling)")
     if args.rtp_port % 2:
         raise UsageError("--rtp-port must be even (baresip rounds RTP ports down to even)")
-    if args.max_wait is None:
-        args.max_wait = args.duration + 8
-    if args.report is None:
-        args.report = args.workdir / f"{args.ext}-report.json"
-    return args
+    return check_phone_args(args)
 
 
 @dataclasses.dataclass

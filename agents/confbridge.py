@@ -34,7 +34,7 @@ from agents.phone import (
     parse_sdp,
     rewrite_sdp,
 )
-from agents.runmain import Parser, agent_main, positive
+from agents.runmain import Parser, agent_main, host_port, ipv4, positive
 from agents.sipagent import PUMP_MS, STATS_EVERY, STUN_REFRESH, stun_map
 
 MAX_CALLS = 8
@@ -250,17 +250,16 @@ def map_ports(bind: str, ports: list[int], server: str) -> dict[int, MediaMappin
 
 
 def build_parser() -> argparse.ArgumentParser:
-    host_port = sipagent._host_port
     p = Parser(prog="python -m agents.confbridge", description=__doc__.split("\n")[0])
     p.add_argument("--ext", required=True, help="the conference extension, e.g. 2900")
-    p.add_argument("--bind", required=True, type=sipagent._ip, metavar="IP", help="IPv4 address")
+    p.add_argument("--bind", required=True, type=ipv4, metavar="IP", help="IPv4 address")
     p.add_argument("--sip-port", type=positive(int), default=5060, metavar="PORT",
                    help="SIP UDP port (5060)")
     p.add_argument("--rtp-port", type=positive(int), default=4000, metavar="PORT",
                    help="first RTP port; call n uses PORT + 2n, wrapping at --max-calls (4000)")
-    p.add_argument("--pbx", required=True, type=lambda s: host_port(s, False),
+    p.add_argument("--pbx", required=True, type=host_port(False),
                    metavar="IP[:PORT]", help="registrar: REGISTER sip:EXT@PBX (no auth)")
-    p.add_argument("--stun", type=lambda s: host_port(s, True), metavar="IP:PORT",
+    p.add_argument("--stun", type=host_port(True), metavar="IP:PORT",
                    help="STUN server, media only, as the agent's --stun (every RTP port mapped)")
     p.add_argument("--max-wait", type=positive(float), default=60.0, metavar="S",
                    help="run this long after registration, then hang up on everyone (60)")

@@ -3,6 +3,7 @@ and always write the JSON report (atomically: a runner may be polling for it).""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import signal
@@ -21,6 +22,43 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, no usage dump, no sys.exit
         raise UsageError(message)
+
+
+def ipv4(text: str) -> str:
+    """An argparse type: an IPv4 address."""
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+
+
+def host_port(need_port: bool) -> Callable[[str], str]:
+    """An argparse type: IP:PORT (need_port) or IP[:PORT]."""
+    def check(text: str) -> str:
+        host, sep, port = text.partition(":")
+        ipv4(host)
+        if need_port and not sep:
+            raise argparse.ArgumentTypeError(f"expected IP:PORT, got {text!r}")
+        if sep and not (port.isdigit() and 0 < int(port) < 65536):
+            raise argparse.ArgumentTypeError(f"bad port in {text!r}")
+        return text
+
+    return check
+
+
+def check_phone_args(args: argparse.Namespace) -> argparse.Namespace:
+    """What every phone agent (pjsua2, baresip) checks and fills in after parsing."""
+    if args.call and not args.call.startswith("sip:") and not args.pbx:
+        raise UsageError("--call EXT needs --pbx (or give a full sip: URI)")
+    if args.answer_delay < 0:
+        raise UsageError("--answer-delay must be >= 0")
+    if args.tone_hz is not None and args.tone_hz >= 4000:
+        raise UsageError("--tone-hz must be below 4000 (8 kHz sampling)")
+    if args.max_wait is None:
+        args.max_wait = args.duration + 8
+    if args.report is None:
+        args.report = args.workdir / f"{args.ext}-report.json"
+    return args
 
 
 def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import socket
 import threading
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import pjsua2 as pj
 
 from agents.phone import Clock, MediaMapping, Phone, PhoneConfig, Report
-from agents.runmain import Parser, UsageError, agent_main, positive
+from agents.runmain import Parser, agent_main, check_phone_args, host_port, ipv4, positive
 from agents.tones import write_tone
 from services import stunmsg
 
@@ -37,28 +36,11 @@ STUN_TIMEOUT = 1.0  # seconds per port, retransmitting every 0.25 s
 STUN_REFRESH = 20.0  # seconds: re-map while idle (conntrack forgets idle UDP after 30 s)
 
 
-def _ip(text: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
-
-
-def _host_port(text: str, need_port: bool) -> str:
-    host, sep, port = text.partition(":")
-    _ip(host)
-    if need_port and not sep:
-        raise argparse.ArgumentTypeError(f"expected IP:PORT, got {text!r}")
-    if sep and not (port.isdigit() and 0 < int(port) < 65536):
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}")
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m agents.sipagent", description=__doc__.split("\n")[0])
     p.add_argument("--ext", required=True, help="extension / SIP user name, e.g. 1002")
     p.add_argument(
-        "--bind", required=True, type=_ip, metavar="IP", help="local IPv4 address for SIP and RTP"
+        "--bind", required=True, type=ipv4, metavar="IP", help="local IPv4 address for SIP and RTP"
     )
     p.add_argument(
         "--sip-port", type=positive(int), default=5060, metavar="PORT", help="SIP UDP port (5060)"
@@ -68,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pbx",
-        type=lambda s: _host_port(s, False),
+        type=host_port(False),
         metavar="IP[:PORT]",
         help="registrar/proxy: REGISTER sip:EXT@PBX (no auth) before anything else",
     )
@@ -93,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--stun",
-        type=lambda s: _host_port(s, True),
+        type=host_port(True),
         metavar="IP:PORT",
         help="STUN server, media only: the agent maps its RTP/RTCP ports (RFC 5389) and puts "
         "the public address in the SDP; Contact stays private. Without it no NAT help at all",
@@ -139,18 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
-    if args.call and not args.call.startswith("sip:") and not args.pbx:
-        raise UsageError("--call EXT needs --pbx (or give a full sip: URI)")
-    if args.answer_delay < 0:
-        raise UsageError("--answer-delay must be >= 0")
-    if args.tone_hz is not None and args.tone_hz >= 4000:
-        raise UsageError("--tone-hz must be below 4000 (8 kHz sampling)")
-    if args.max_wait is None:
-        args.max_wait = args.duration + 8
-    if args.report is None:
-        args.report = args.workdir / f"{args.ext}-report.json"
-    return args
+    return check_phone_args(build_parser().parse_args(argv))
 
 
 def stun_map(bind: str, port: int, server: str) -> tuple[str, int] | None:

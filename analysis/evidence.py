@@ -23,11 +23,15 @@ class Where:
 
 
 class Captures:
-    """The four router captures of one scenario, parsed once."""
+    """The captures of one round (routers, PBXs, phones), each read and parsed once."""
 
     def __init__(self, pcaps: dict[str, Path]):
         self.udp: dict[str, list[Udp]] = {k: read_udp(p) for k, p in pcaps.items()}
         self.sip: dict[str, list[SipMessage]] = {k: sip_messages(v) for k, v in self.udp.items()}
+
+    def packets(self, name: str) -> list[Udp]:
+        """The UDP datagrams of one capture (e.g. "p1002"), none if it was not taken."""
+        return self.udp.get(name, [])
 
     def call_sip(self, intf: str, call_id: str) -> list[SipMessage]:
         return [m for m in self.sip.get(intf, []) if m.call_id == call_id]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from analysis.emodel import (
@@ -21,7 +20,7 @@ from analysis.emodel import (
     jitter_buffer_loss,
     paper_formula,
 )
-from analysis.packets import Udp, read_udp
+from analysis.packets import Udp
 from analysis.rtp import RtpHeader, rtp_header
 from analysis.rtpstats import StreamStats, analyse
 
@@ -151,13 +150,12 @@ def direction(call: str, sender: str, receiver: str, sent_caps: list[Udp],
 
 
 def call_qos(call: str, caller: str, callee: str, caller_ip: str, callee_ip: str,
-             pcaps: dict[str, Path], video_pt: int | None = None) -> list[Direction]:
-    """Both directions of one call from the two phones' captures (p<ext>.pcap)."""
-    cap_a = read_udp(pcaps.get(f"p{caller}", Path("/nonexistent")))
-    cap_b = read_udp(pcaps.get(f"p{callee}", Path("/nonexistent")))
+             caller_pkts: list[Udp], callee_pkts: list[Udp],
+             video_pt: int | None = None) -> list[Direction]:
+    """Both directions of one call from the two phones' captures (already parsed)."""
     out = []
-    legs = ((caller, callee, cap_a, cap_b, caller_ip, callee_ip),
-            (callee, caller, cap_b, cap_a, callee_ip, caller_ip))
+    legs = ((caller, callee, caller_pkts, callee_pkts, caller_ip, callee_ip),
+            (callee, caller, callee_pkts, caller_pkts, callee_ip, caller_ip))
     for pt in (None,) if video_pt is None else (None, video_pt):
         for snd, rcv, s_cap, r_cap, s_ip, r_ip in legs:
             d = direction(call, snd, rcv, s_cap, r_cap, s_ip, r_ip, pt)
@@ -166,11 +164,9 @@ def call_qos(call: str, caller: str, callee: str, caller_ip: str, callee_ip: str
     return out
 
 
-def conference_qos(participant: str, participant_ip: str, bridge_ip: str, bridge_cap: str,
-                   pcaps: dict[str, Path]) -> list[Direction]:
+def conference_qos(participant: str, participant_ip: str, bridge_ip: str,
+                   phone: list[Udp], bridge: list[Udp]) -> list[Direction]:
     """A participant's two directions with the bridge (captured on its PBX's interface)."""
-    phone = read_udp(pcaps.get(f"p{participant}", Path("/nonexistent")))
-    bridge = read_udp(pcaps.get(bridge_cap, Path("/nonexistent")))
     legs = [direction(participant, participant, "bridge", phone, bridge, participant_ip,
                       bridge_ip, ssrc_from="sender"),
             direction(participant, "bridge", participant, bridge, phone, bridge_ip,

@@ -1,8 +1,7 @@
-"""Verdict of one call and its explanation from evidence (agent reports + router captures).
+"""Verdict of one call and its explanation from evidence (agent reports + captures).
 
-A call works when: the caller got 200 OK and both sides reached CONFIRMED (the callee got the
-ACK), the BYE was answered, each direction received >= 95 % of the RTP the other side sent (and
-each side sent at least 90 % of duration x 50 packets), and each recording holds the far tone.
+The thresholds are the named expectations of analysis.expect. Everything here is a pure
+function of what a run left on disk: agent reports, pcaps, recordings.
 """
 from __future__ import annotations
 
@@ -10,14 +9,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.tones import contains_tone
 from analysis.evidence import Captures, Labels, final_response, requests, responses, where
+from analysis.expect import (
+    AUDIO_PAYLOAD_TYPES,
+    ERROR,
+    MIN_TX_FRACTION,
+    PACKETS_PER_S,
+    RTP_RATIO,
+)
 from analysis.packets import SipMessage
-from scenarios.model import Call, Scenario, wan_of
+from analysis.tones import contains_tone
 from topology.plan import Plan, phone_name
 
-RTP_RATIO = 0.95
-PACKETS_PER_S = 50  # 20 ms ptime
+
+@dataclass(frozen=True)
+class Subject:
+    """What a verdict is about: the scenario, its remedies, and what the paper predicts."""
+    name: str
+    stun: bool
+    trunk: str
+    expect: str
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """One call and what a working call must show."""
+    caller: str
+    callee: str
+    duration_s: float
+    caller_tone_hz: int
+    callee_tone_hz: int
+    loss_pct: float = 0.0  # a configured random WAN loss lowers the received/sent bar
 
 
 @dataclass
@@ -26,7 +48,7 @@ class Verdict:
     stun: bool
     trunk: str
     expect: str
-    verdict: str  # works | fails
+    verdict: str  # works | fails | error
     rtp_received: dict[str, int]
     rtp_sent: dict[str, int]
     checks: dict[str, bool]
@@ -38,6 +60,19 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @classmethod
+    def of(cls, subject: Subject, **fields: Any) -> Verdict:
+        return cls(name=subject.name, stun=subject.stun, trunk=subject.trunk,
+                   expect=subject.expect, **fields)
+
+
+def error_verdict(subject: Subject, line: str, seconds: float = 0.0) -> Verdict:
+    """The summary entry of a scenario whose analysis failed: the one-line reason."""
+    return Verdict.of(subject, verdict=ERROR, rtp_received={"caller": 0, "callee": 0},
+                      rtp_sent={"caller": 0, "callee": 0}, checks={},
+                      explanation=f"Analysis failed: {line}", evidence=[line],
+                      seconds=round(seconds, 2))
 
 
 def rtp_count(report: dict[str, Any], key: str, media: str = "") -> int:
@@ -52,14 +87,21 @@ def lead_line(checks: dict[str, bool]) -> str:
     return f"Fails ({', '.join(failed)})." if failed else "Works: every check passed."
 
 
-def _checks(sc: Scenario, plan: Plan, caller: dict[str, Any],
-            callee: dict[str, Any]) -> dict[str, bool]:
-    min_tx = 0.9 * sc.duration_s * PACKETS_PER_S
-    # a WAN profile with loss L lowers the bar to 95 % of what that loss lets through
-    ratio = RTP_RATIO * (1.0 - wan_of(sc, plan).get("loss_pct", 0.0) / 100.0)
+def with_checks(v: Verdict, checks: dict[str, bool], lines: list[str]) -> Verdict:
+    """Add a kind's own checks and sentences to a call's verdict; recompute its outcome."""
+    v.checks.update(checks)
+    v.evidence += lines
+    v.verdict = "works" if all(v.checks.values()) else "fails"
+    v.explanation = " ".join([lead_line(v.checks), *v.evidence])
+    return v
+
+
+def _checks(spec: CallSpec, caller: dict[str, Any], callee: dict[str, Any]) -> dict[str, bool]:
+    min_tx = MIN_TX_FRACTION * spec.duration_s * PACKETS_PER_S
+    ratio = RTP_RATIO * (1.0 - spec.loss_pct / 100.0)
     heard = {
-        "caller_heard_callee": _heard(caller, plan.call.callee_tone_hz),
-        "callee_heard_caller": _heard(callee, plan.call.caller_tone_hz),
+        "caller_heard_callee": heard_tone(caller, spec.callee_tone_hz),
+        "callee_heard_caller": heard_tone(callee, spec.caller_tone_hz),
     }
     return {
         "invite_200": caller.get("invite_code") == 200,
@@ -79,7 +121,7 @@ def _bye_ok(report: dict[str, Any]) -> bool:
     return bye.get("direction") == "sent" and bye.get("status") == 200
 
 
-def _heard(report: dict[str, Any], hz: int) -> bool:
+def heard_tone(report: dict[str, Any], hz: int) -> bool:
     rec = report.get("recording")
     return isinstance(rec, str) and Path(rec).exists() and contains_tone(Path(rec), hz)
 
@@ -87,30 +129,29 @@ def _heard(report: dict[str, Any], hz: int) -> bool:
 class Explainer:
     """Builds the sentences: what went wrong first, and where the packets show it."""
 
-    def __init__(self, plan: Plan, call: Call, caps: Captures):
-        self.plan, self.sc, self.caps = plan, call, caps
-        sc = call
+    def __init__(self, plan: Plan, call: CallSpec, caps: Captures):
+        self.plan, self.call, self.caps = plan, call, caps
         self.label = Labels(plan)
-        self.caller_lan, self.callee_lan = plan.lan_of(sc.caller), plan.lan_of(sc.callee)
+        self.caller_lan, self.callee_lan = plan.lan_of(call.caller), plan.lan_of(call.callee)
         self.c_lan = f"r{self.caller_lan.index}-lan"
         self.c_wan = f"r{self.caller_lan.index}-wan"
         self.e_lan = f"r{self.callee_lan.index}-lan"
         self.e_wan = f"r{self.callee_lan.index}-wan"
         self.c_pbx, self.e_pbx = self.caller_lan.pbx_name, self.callee_lan.pbx_name
-        self.c_ip = self.caller_lan.phones[sc.caller]
-        self.e_ip = self.callee_lan.phones[sc.callee]
+        self.c_ip = self.caller_lan.phones[call.caller]
+        self.e_ip = self.callee_lan.phones[call.callee]
         invite = caps.first_invite(self.c_pbx, self.c_ip)
         self.call_id = invite.call_id if invite else ""
         self.msgs = {k: caps.call_sip(k, self.call_id) for k in caps.sip}
 
     def signalling(self, checks: dict[str, bool]) -> list[str]:
-        sc, lab = self.sc, self.label
+        call, lab = self.call, self.label
         if not self.call_id:
-            return [f"{sc.caller} never sent an INVITE ({self.c_pbx}.pcap has none)."]
+            return [f"{call.caller} never sent an INVITE ({self.c_pbx}.pcap has none)."]
         to_caller = [m for m in self.msgs[self.c_pbx] if m.pkt.dst == self.c_ip]
         final = final_response(to_caller, "INVITE")
         if final is None:
-            return [f"The INVITE from {sc.caller} got no final response "
+            return [f"The INVITE from {call.caller} got no final response "
                     f"({self.c_pbx}.pcap shows {len(requests(self.msgs[self.c_pbx], 'INVITE'))} "
                     "INVITE(s) and no answer)."]
         if final.status != 200:
@@ -121,12 +162,12 @@ class Explainer:
                            f"LAN{self.caller_lan.index}.")
             return out
         if not checks["callee_confirmed"]:
-            return self._lost_in_dialog("ACK", f"{sc.callee} never got the ACK")
+            return self._lost_in_dialog("ACK", f"{call.callee} never got the ACK")
         if not checks["bye_answered"]:
             return self._lost_in_dialog("BYE", "the BYE was never answered")
         ack = [m for m in requests(self.msgs[self.e_pbx], "ACK") if m.pkt.dst == self.e_ip]
         ok = [f"Signalling completed: 200 OK ({where(self.c_pbx, final)}), ACK delivered to "
-              f"{sc.callee}" + (f" ({where(self.e_pbx, ack[0])})" if ack else "")]
+              f"{call.callee}" + (f" ({where(self.e_pbx, ack[0])})" if ack else "")]
         bye_ok = responses(self.msgs[self.c_pbx], "BYE", 200)
         if bye_ok:
             ok[0] += f", BYE answered 200 OK ({where(self.c_pbx, bye_ok[0])})"
@@ -149,7 +190,7 @@ class Explainer:
         retrans = [m for m in responses(self.msgs[self.e_pbx], "INVITE", 200)
                    if m.pkt.src == self.e_ip]
         if method == "ACK" and len(retrans) > 1:
-            out.append(f"{self.sc.callee} kept retransmitting its 200 OK: {len(retrans)} copies "
+            out.append(f"{self.call.callee} kept retransmitting its 200 OK: {len(retrans)} copies "
                        f"in {self.e_pbx}.pcap.")
         return out
 
@@ -186,8 +227,8 @@ class Explainer:
         return None, intf
 
     def _direction(self, snd: str, rcv: str, reports: dict[str, dict[str, Any]], ok: bool) -> str:
-        sc, lab = self.sc, self.label
-        s_ext, r_ext = (sc.caller, sc.callee) if snd == "caller" else (sc.callee, sc.caller)
+        call, lab = self.call, self.label
+        s_ext, r_ext = (call.caller, call.callee) if snd == "caller" else (call.callee, call.caller)
         tx, rx = rtp_count(reports[snd], "tx"), rtp_count(reports[rcv], "rx")
         head = f"RTP {s_ext} -> {r_ext}: sent {tx}, received {rx}"
         offer, intf = self._offer(rcv)
@@ -222,59 +263,56 @@ class Explainer:
                 f"{phone_name(r_ext)}.pcap shows {len(at_phone)} reaching {r_ext}.")
 
 
-def wirertp_count(caps: Captures, plan: Plan, call: Call) -> dict[str, dict[str, int]]:
+def wirertp_count(caps: Captures, plan: Plan, spec: CallSpec) -> dict[str, dict[str, int]]:
     """Audio RTP packets each phone sent and received, counted on its own capture (what
     Wireshark shows; the agents' own stream counters are kept beside as rtp_agent)."""
     out: dict[str, dict[str, int]] = {}
-    for role, ext in (("caller", call.caller), ("callee", call.callee)):
+    for role, ext in (("caller", spec.caller), ("callee", spec.callee)):
         pkts = caps.udp.get(phone_name(ext))
         if pkts is None:
             return {}
         ip = plan.lan_of(ext).phones[ext]
-        audio = [p for p in pkts if p.kind == "rtp" and (p.payload[1] & 0x7F) in (0, 8)]
+        audio = [p for p in pkts
+                 if p.kind == "rtp" and (p.payload[1] & 0x7F) in AUDIO_PAYLOAD_TYPES]
         out[role] = {"tx": sum(p.src == ip for p in audio), "rx": sum(p.dst == ip for p in audio)}
     return out
 
 
-def judge(plan: Plan, sc: Scenario, call: Call, reports: dict[str, dict[str, Any]],
-          pcaps: dict[str, Path], seconds: float = 0.0) -> Verdict:
-    caps = Captures(pcaps)
+def judge_call(plan: Plan, subject: Subject, spec: CallSpec, reports: dict[str, dict[str, Any]],
+               caps: Captures, seconds: float = 0.0) -> Verdict:
+    """A two-party call: checks from the phones' captures and reports, sentences from the
+    router and PBX captures."""
     caller, callee = reports.get("caller", {}), reports.get("callee", {})
-    wire = wirertp_count(caps, plan, call)
+    wire = wirertp_count(caps, plan, spec)
     if wire:
         caller = {**caller, "rtp": wire["caller"], "rtp_agent": caller.get("rtp")}
         callee = {**callee, "rtp": wire["callee"], "rtp_agent": callee.get("rtp")}
-    checks = _checks(sc, plan, caller, callee)
-    works = all(checks.values())
-    ex = Explainer(plan, call, caps)
+    checks = _checks(spec, caller, callee)
+    ex = Explainer(plan, spec, caps)
     sig = ex.signalling(checks)
     media = ex.media({"caller": caller, "callee": callee}, checks) if ex.call_id else []
-    lead = lead_line(checks)
     evidence = sig + media
-    name = sc.name if sc.calls == 1 else f"{sc.name}/{call.label}"
-    return Verdict(
-        name=name, stun=sc.stun, trunk=sc.trunk, expect=sc.expect,
-        verdict="works" if works else "fails",
+    return Verdict.of(
+        subject, verdict="works" if all(checks.values()) else "fails",
         rtp_received={"caller": rtp_count(caller, "rx"), "callee": rtp_count(callee, "rx")},
         rtp_sent={"caller": rtp_count(caller, "tx"), "callee": rtp_count(callee, "tx")},
-        checks=checks, explanation=" ".join([lead, *evidence]), evidence=evidence,
+        checks=checks, explanation=" ".join([lead_line(checks), *evidence]), evidence=evidence,
         seconds=round(seconds, 2),
         rtp_agent={"caller": caller.get("rtp_agent"), "callee": callee.get("rtp_agent")})
 
 
-def combine(sc: Scenario, calls: list[Verdict]) -> Verdict:
+def combine(subject: Subject, calls: list[Verdict]) -> Verdict:
     """One verdict for a multi-call scenario: works only if every call works."""
     if len(calls) == 1:
         return calls[0]
     bad = [v for v in calls if v.verdict != "works"]
     lead = f"{len(calls) - len(bad)}/{len(calls)} calls work."
     detail = f" First failing call {bad[0].name}: {bad[0].explanation}" if bad else ""
-    checks = {k: all(v.checks[k] for v in calls) for k in calls[0].checks}
+    checks = {k: all(v.checks.get(k, False) for v in calls) for k in calls[0].checks}
     total = {r: sum(v.rtp_received[r] for v in calls) for r in ("caller", "callee")}
     sent = {r: sum(v.rtp_sent[r] for v in calls) for r in ("caller", "callee")}
-    return Verdict(name=sc.name, stun=sc.stun, trunk=sc.trunk, expect=sc.expect,
-                   verdict="fails" if bad else "works", rtp_received=total, rtp_sent=sent,
-                   checks=checks, explanation=lead + detail,
-                   evidence=[lead] + (bad[0].evidence if bad else calls[0].evidence),
-                   seconds=round(sum(v.seconds for v in calls), 2),
-                   calls=[v.as_dict() for v in calls])
+    return Verdict.of(subject, verdict="fails" if bad else "works", rtp_received=total,
+                      rtp_sent=sent, checks=checks, explanation=lead + detail,
+                      evidence=[lead] + (bad[0].evidence if bad else calls[0].evidence),
+                      seconds=round(sum(v.seconds for v in calls), 2),
+                      calls=[v.as_dict() for v in calls])

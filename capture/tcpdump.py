@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from natlab.errors import RunFailure
 
-class CaptureError(RuntimeError):
+
+class CaptureError(RunFailure):
     pass
 
 

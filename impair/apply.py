@@ -33,6 +33,11 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from impair.profile import Impairment
+from natlab.errors import RunFailure
+
+
+class ImpairError(RunFailure):
+    """An impairment could not be applied or undone; the message is one line."""
 
 TBF_LATENCY_MS = 100
 READY_TIMEOUT_S = 10.0
@@ -67,7 +72,7 @@ def _sh(node: Node, command: str) -> str:
     out = node.cmd(f"{command} 2>&1; echo __rc=$?")
     body, _, rc = out.rpartition("__rc=")
     if rc.strip() != "0":
-        raise RuntimeError(f"{_name(node)}: `{command}` failed: {body.strip() or 'rc ' + rc}")
+        raise ImpairError(f"{_name(node)}: `{command}` failed: {body.strip() or 'rc ' + rc}")
     return body
 
 
@@ -117,7 +122,7 @@ class Applied:
     def check(self) -> None:
         """Raise if the shaper died (its queue then drops every packet)."""
         if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"{self.describe()}: shaper exited with {self.proc.returncode}")
+            raise ImpairError(f"{self.describe()}: shaper exited with {self.proc.returncode}")
 
     def stats(self) -> dict[str, Any] | None:
         """The shaper's counters and scheduling error (µs), written every 2 s and at exit."""
@@ -132,13 +137,13 @@ class Applied:
             what, undo = self._undo.pop()
             try:
                 undo()
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            except (ImpairError, OSError, subprocess.SubprocessError) as e:
                 failed.append(f"{what}: {e}")
         if self._log is not None:
             self._log.close()
             self._log = None
         if failed:
-            raise RuntimeError(f"{_name(self.node)}:{self.intf}: could not undo "
+            raise ImpairError(f"{_name(self.node)}:{self.intf}: could not undo "
                                + "; ".join(failed))
 
     def __enter__(self) -> Applied:
@@ -182,7 +187,7 @@ class Applied:
                     break  # exited
         self.proc.poll()
         log = base.with_suffix(".log").read_text().strip().splitlines()
-        raise RuntimeError(f"{_name(self.node)}: shaper for {self.intf} not ready "
+        raise ImpairError(f"{_name(self.node)}: shaper for {self.intf} not ready "
                            f"(rc {self.proc.returncode}): {log[-1] if log else 'no output'}")
 
     def _stop_shaper(self) -> None:
@@ -202,7 +207,7 @@ def _link(node: Node, intf: str) -> tuple[int, int]:
     out = _sh(node, f"ip -o link show dev {intf}")
     m = re.search(r"^\s*(\d+):.*\bmtu (\d+)", out, re.M)
     if not m:
-        raise RuntimeError(f"{_name(node)}: cannot read ifindex/mtu of {intf}: {out.strip()}")
+        raise ImpairError(f"{_name(node)}: cannot read ifindex/mtu of {intf}: {out.strip()}")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -218,11 +223,11 @@ def apply(node: Node, intf: str, imp: Impairment, workdir: Path, *,
     the shaper (not delayed, no bursty loss; random loss and rate still apply). None: on when
     the node has NAT rules (iptables -t nat) when apply() runs.
 
-    Raises RuntimeError (after undoing what was done) when a step fails or the shaper is not
+    Raises ImpairError (after undoing what was done) when a step fails or the shaper is not
     ready within READY_TIMEOUT_S.
     """
     if mechanism not in (None, "netem", "nfqueue"):
-        raise ValueError(f"mechanism must be None, 'netem' or 'nfqueue', got {mechanism!r}")
+        raise ImpairError(f"mechanism must be None, 'netem' or 'nfqueue', got {mechanism!r}")
     if imp.is_none():
         return Applied(node, intf, imp, "none", "")
     use_netem = has_netem() if mechanism is None else mechanism == "netem"
@@ -263,7 +268,7 @@ def apply(node: Node, intf: str, imp: Impairment, workdir: Path, *,
     except BaseException:
         try:
             applied.stop()
-        except RuntimeError:
+        except ImpairError:
             pass
         raise
     return applied

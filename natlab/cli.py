@@ -1,35 +1,23 @@
-"""natlab command line: run the experiment, explore the topology, clean up, check a config."""
+"""natlab command line: parse arguments, then call the pipeline (natlab.pipeline) or a tool."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from analysis.qos import call_qos, conference_qos
-from analysis.services_verdict import judge_any
-from analysis.verdict import Verdict, combine
-from capture.tcpdump import CaptureError
-from natlab import cmd_analyze, cmd_emodel
+from natlab import cmd_analyze, cmd_emodel, pipeline
+from natlab.constants import STUN_PORT
+from natlab.errors import InputError, NatlabError
 from natlab.guard import AlreadyRunning, RunLock, clean_leftovers, is_locked, raise_on_term
-from natlab.preflight import PreflightError, preflight
-from report.qos import QosScenario, write_qos
-from report.write import new_run_dir, text_table, write_run
-from scenarios.agentproc import RunError
-from scenarios.extras import lan_by_prefix
-from scenarios.model import Call, Scenario, available_sets, select, wan_of
-from scenarios.runner import RawRun, load_raw, run_scenario
-from services.daemon import DaemonError
-from topology.plan import ConfigError, Plan, load_plan
-from topology.router import RouterError
+from natlab.preflight import preflight
+from report.write import new_run_dir, text_table
+from scenarios.model import TRUNKS, available_sets, select
+from topology.plan import Plan, load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA_COMMANDS = (cmd_analyze, cmd_emodel)
 DEFAULT_SETS = ("default", "paper-qos", "services")
-INPUT_ERRORS = (ConfigError, PreflightError, AlreadyRunning)
-RUN_ERRORS = (DaemonError, RunError, RouterError, CaptureError)
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -45,94 +33,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     sets = args.set or list(DEFAULT_SETS)
     scenarios = ([sc for s in sets for sc in select(plan, s)] if not args.scenario
                  else select(plan, names=args.scenario))  # all input is checked before any start
-    preflight()
-    lock = RunLock()
-    results = Path(args.results).resolve()
-    lock.acquire(results, _phones(plan))  # every process of the run names a path under it
-    rundir = new_run_dir(results)
-    raise_on_term()
-    started = time.monotonic()
-    verdicts: list[Verdict] = []
-    qos: list[QosScenario] = []
-    try:
-        for sc in scenarios:
-            print(f"natlab: {sc.name}: {sc.description} ...", flush=True)
-            t0 = time.monotonic()
-            raws = run_scenario(plan, sc, rundir / sc.name)
-            verdicts.append(_judge(plan, sc, raws, rundir / sc.name))
-            qos += _qos(plan, sc, raws, rundir / sc.name)
-            print(f"natlab: {sc.name}: {verdicts[-1].verdict} "
-                  f"({time.monotonic() - t0:.1f} s)", flush=True)
-    finally:
-        left = clean_leftovers(lock.state_file)
-        lock.release()
-        if left:
-            print(f"natlab: removed leftovers: {', '.join(left)}", file=sys.stderr)
-    meta = {"run_id": rundir.name, "wall_s": round(time.monotonic() - started, 2),
-            "sets": sets if not args.scenario else ["custom"]}
-    write_run(rundir, plan, verdicts, meta, write_qos(rundir, qos))
-    print(text_table(verdicts))
-    print(f"natlab: wrote {rundir}/summary.json and report.md ({meta['wall_s']:.1f} s)")
-    disagree = [v.name for v in verdicts if v.verdict != v.expect]
+    out = pipeline.run(plan, scenarios, Path(args.results).resolve(),
+                       sets if not args.scenario else ["custom"],
+                       progress=lambda line: print(line, flush=True))
+    print(text_table(out.verdicts))
+    print(f"natlab: wrote {out.rundir}/summary.json and report.md")
+    if out.interrupted:
+        print("natlab: interrupted; everything was torn down, partial results kept",
+              file=sys.stderr)
+        return 130
+    if out.failure:
+        print(f"natlab: failed: {out.failure}", file=sys.stderr)
+        return 1
+    disagree = [v.name for v in out.verdicts if v.verdict != v.expect]
     if disagree and args.strict:
         print(f"natlab: verdict differs from the paper for: {', '.join(disagree)}", file=sys.stderr)
         return 1
     return 0
 
 
-def _judge(plan: Plan, sc: Scenario, raws: list[RawRun], outdir: Path) -> Verdict:
-    calls = [judge_any(plan, sc, r.call, r.reports, r.pcaps, r.seconds) for r in raws]
-    verdict = combine(sc, calls)
-    (outdir / "verdict.json").write_text(json.dumps(verdict.as_dict(), indent=2) + "\n")
-    return verdict
-
-
-def _qos(plan: Plan, sc: Scenario, raws: list[RawRun], outdir: Path) -> list[QosScenario]:
-    if not sc.qos:
-        return []
-    wan_txt = outdir / "wan.txt"
-    mech = " ".join(wan_txt.read_text().split("\n")[1:]).strip() if wan_txt.exists() else ""
-    qs = QosScenario(sc.name, sc.description, wan_of(sc, plan), mech or "no impairment")
-    if sc.conference is not None:
-        lan = lan_by_prefix(plan, sc.conference.room, sc.name)
-        for ext in sc.conference.participants:
-            qs.rows += conference_qos(ext, plan.lan_of(ext).phones[ext], lan.pbx, lan.pbx_name,
-                                      raws[0].pcaps)
-        return [qs]
-    for raw in raws:
-        c = raw.call
-        if sc.ring is not None:  # the member that answered
-            won = [e for e in sc.ring.members
-                   if raw.reports.get(f"member-{e}", {}).get("confirmed")]
-            if not won:
-                continue
-            c = Call(c.index, c.round, c.caller, won[0])
-        ips = plan.lan_of(c.caller).phones[c.caller], plan.lan_of(c.callee).phones[c.callee]
-        video = (raw.reports.get("callee", {}).get("video") or {}).get("payload_type")
-        qs.rows += call_qos(c.label, c.caller, c.callee, ips[0], ips[1], raw.pcaps,
-                            video if sc.video else None)
-    return [qs]
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    """Analyse an existing run again (run -> parse -> report stages are separate)."""
-    plan = _plan(args)
+    """Analyse a run folder again from its own files (run → analyse → report are separate)."""
     rundir = Path(args.rundir).resolve()
-    old = rundir / "summary.json"
-    if not old.exists():
-        raise ConfigError(f"{rundir} is not a natlab run (no summary.json)")
-    meta = {k: v for k, v in json.loads(old.read_text()).items() if k not in ("scenarios",)}
-    verdicts = []
-    qos: list[QosScenario] = []
-    for entry in json.loads(old.read_text())["scenarios"]:
-        sc = select(plan, names=[entry["name"]])[0]
-        raws = [load_raw(sc, call, rundir / sc.name) for call in sc.call_list()]
-        for raw, old_call in zip(raws, entry.get("calls") or [entry], strict=False):
-            raw.seconds = float(old_call.get("seconds", 0.0))
-        verdicts.append(_judge(plan, sc, raws, rundir / sc.name))
-        qos += _qos(plan, sc, raws, rundir / sc.name)
-    write_run(rundir, plan, verdicts, meta, write_qos(rundir, qos))
-    print(text_table(verdicts))
+    if not (rundir / pipeline.RUN_FILE).exists():
+        raise InputError(f"{rundir} is not a natlab run folder (no {pipeline.RUN_FILE})")
+    analysis = pipeline.analyse(rundir)
+    pipeline.report(rundir, analysis)
+    print(text_table(analysis.verdicts))
     print(f"natlab: rewrote {rundir}/summary.json and report.md")
     return 0
 
@@ -170,9 +97,6 @@ def cmd_cli(args: argparse.Namespace) -> int:
     from topology.net import Network
 
     plan = _plan(args)
-    sc = Scenario(name="cli", description="interactive", stun=True, trunk=args.trunk,
-                  expect="works", caller=plan.call.caller, callee=plan.call.callee,
-                  duration_s=plan.call.duration_s)
     preflight()
     lock = RunLock()
     results = Path(args.results).resolve()
@@ -182,9 +106,8 @@ def cmd_cli(args: argparse.Namespace) -> int:
     try:
         with ExitStack() as stack:
             net = stack.enter_context(Network(plan, port_forwards(plan, args.trunk)))
-            start_services(stack, net, plan, sc, rundir)
-            print(CLI_HELP.format(venv=sys.executable, pbx=plan.lans[0].pbx,
-                                  stun=plan.servers.stun, rundir=rundir))
+            start_services(stack, net, plan, args.trunk, None, rundir)
+            print(banner(plan, sys.executable, rundir))
             setLogLevel("output")  # the CLI prints command output through Mininet's log
             CLI(net.net, script=args.script)
     finally:
@@ -193,16 +116,22 @@ def cmd_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-CLI_HELP = """
+def banner(plan: Plan, venv: str, rundir: Path) -> str:
+    """What to try in the CLI, with the addresses of the plan in use."""
+    caller, callee = plan.call.caller, plan.call.callee
+    c_lan, e_lan = plan.lan_of(caller), plan.lan_of(callee)
+    stun = f"{plan.servers.stun}:{STUN_PORT}"
+    agent = f"{venv} -m agents.sipagent"
+    return f"""
 natlab: topology up, STUN + both PBXs running (logs in {rundir}). Try:
-  p1002 ping -c1 192.0.2.10            LAN -> public works
-  stun ping -c1 203.0.113.2            public -> LAN is blocked by the WAN firewall
-  r1 conntrack -L                      the router's NAT table
-  r1 tcpdump -ni r1-wan udp &          watch the trunk and RTP
-  p2005 {venv} -m agents.sipagent --ext 2005 --bind 192.168.1.25 --pbx {pbx} --answer \\
-        --stun {stun}:3478 --duration 5 --workdir /tmp --report /tmp/2005.json &
-  p1002 {venv} -m agents.sipagent --ext 1002 --bind 172.16.10.12 --pbx 172.16.10.10 \\
-        --call 2005 --stun {stun}:3478 --duration 5 --workdir /tmp --report /tmp/1002.json
+  p{caller} ping -c1 {plan.servers.stun}            LAN -> public works
+  stun ping -c1 {e_lan.wan_ip}            public -> LAN is blocked by the WAN firewall
+  {e_lan.router_name} conntrack -L                      the router's NAT table
+  {e_lan.router_name} tcpdump -ni {e_lan.router_name}-wan udp &          watch the trunk and RTP
+  p{callee} {agent} --ext {callee} --bind {e_lan.phones[callee]} --pbx {e_lan.pbx} --answer \\
+        --stun {stun} --duration 5 --workdir /tmp --report /tmp/{callee}.json &
+  p{caller} {agent} --ext {caller} --bind {c_lan.phones[caller]} --pbx {c_lan.pbx} \\
+        --call {callee} --stun {stun} --duration 5 --workdir /tmp --report /tmp/{caller}.json
 Type exit (or Ctrl-D) to tear everything down.
 """
 
@@ -229,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_check)
     sub.add_parser("clean", help="remove leftovers of a killed run").set_defaults(func=cmd_clean)
     cli = sub.add_parser("cli", help="topology + daemons up, then the Mininet CLI")
-    cli.add_argument("--trunk", choices=("none", "naive", "nat-aware"), default="nat-aware")
+    cli.add_argument("--trunk", choices=TRUNKS, default="nat-aware")
     cli.add_argument("--results", default=str(ROOT / "results"), help="results folder")
     cli.add_argument("--script", help="run Mininet CLI commands from this file, then tear down")
     cli.set_defaults(func=cmd_cli)
@@ -242,12 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (*INPUT_ERRORS, ValueError) as exc:
-        print(f"natlab: error: {exc}", file=sys.stderr)
-        return 2
-    except RUN_ERRORS as exc:
-        print(f"natlab: failed: {exc}", file=sys.stderr)
-        return 1
+    except NatlabError as exc:
+        word = "error" if exc.exit_code == 2 else "failed"
+        print(f"natlab: {word}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("natlab: interrupted; everything was torn down", file=sys.stderr)
         return 130

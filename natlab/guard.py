@@ -17,13 +17,14 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from natlab.constants import INFRA_NODES, SWITCHES
+from natlab.errors import InputError
+
 STATE_DIR = Path("/run/natlab")
-NODE_NAMES = ("r1", "r2", "core", "stun", "pbx1", "pbx2")
-SWITCHES = ("s1", "s2", "s3")
 
 
-class AlreadyRunning(RuntimeError):
-    pass
+class AlreadyRunning(InputError):
+    """Another natlab run holds the lock."""
 
 
 @dataclass
@@ -103,7 +104,7 @@ def _cmdlines() -> dict[int, str]:
 
 def our_processes(rundir: str | None, phones: list[str]) -> list[int]:
     """Processes of a natlab run: its namespace shells and anything naming its run folder."""
-    shells = {f"mininet:{n}" for n in (*NODE_NAMES, *(f"p{e}" for e in phones))}
+    shells = {f"mininet:{n}" for n in (*INFRA_NODES, *(f"p{e}" for e in phones))}
     me = os.getpid()
     found = []
     for pid, cmd in _cmdlines().items():

@@ -5,12 +5,14 @@ import os
 import shutil
 import subprocess
 
+from natlab.errors import InputError
+
 TOOLS = ("mnexec", "kamailio", "turnserver", "tcpdump", "brctl", "iptables", "ip", "ifconfig",
          "sysctl", "unshare")
 
 
-class PreflightError(RuntimeError):
-    pass
+class PreflightError(InputError):
+    """Not root, a missing tool or kernel feature: nothing was started."""
 
 
 def _kernel_check(args: list[str], what: str) -> None:

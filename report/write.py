@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 from analysis.verdict import Verdict
-from topology.plan import Plan
 
 HEADER = ("scenario", "stun", "trunk", "verdict", "paper", "RTP rx caller", "RTP rx callee")
 
@@ -27,15 +25,28 @@ def text_table(verdicts: list[Verdict]) -> str:
     return "\n".join(lines)
 
 
-def summary(plan: Plan, verdicts: list[Verdict], meta: dict[str, Any]) -> dict[str, Any]:
-    return {"natlab": 1, "config": plan.source, **meta,
-            "scenarios": [v.as_dict() for v in verdicts]}
+def summary(verdicts: list[Verdict], meta: dict[str, Any]) -> dict[str, Any]:
+    return {**meta, "scenarios": [v.as_dict() for v in verdicts]}
 
 
-def markdown(plan: Plan, verdicts: list[Verdict], meta: dict[str, Any]) -> str:
-    out = [f"# natlab run {meta['run_id']}", "",
-           f"Host {platform.node()}, kernel {platform.release()}, config `{plan.source}`, "
-           f"wall time {meta['wall_s']:.1f} s, scenario sets: "
+def _state(meta: dict[str, Any]) -> list[str]:
+    """A warning line for a run that did not complete."""
+    if meta.get("interrupted"):
+        return ["**Interrupted:** the run was stopped before it finished; what follows covers "
+                "only the scenarios that ran.", ""]
+    if meta.get("failure"):
+        return [f"**Failed:** {meta['failure']}; what follows covers only the scenarios that "
+                "ran.", ""]
+    if not meta.get("complete"):
+        return ["**Incomplete:** natlab did not record the end of this run (killed?).", ""]
+    return []
+
+
+def markdown(verdicts: list[Verdict], meta: dict[str, Any]) -> str:
+    wall = meta.get("wall_s")
+    out = [f"# natlab run {meta['run_id']}", "", *_state(meta),
+           f"Host {meta.get('host')}, kernel {meta.get('kernel')}, config `{meta.get('config')}`, "
+           f"wall time {f'{wall:.1f} s' if wall is not None else 'unknown'}, scenario sets: "
            f"{', '.join(meta.get('sets', []))}.", "",
            "A call **works** when both sides reach CONFIRMED (the callee got the ACK), the BYE is "
            "answered, each direction receives >= 95 % of the RTP the other side sent, and each "
@@ -56,10 +67,10 @@ def markdown(plan: Plan, verdicts: list[Verdict], meta: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_run(rundir: Path, plan: Plan, verdicts: list[Verdict], meta: dict[str, Any],
+def write_run(rundir: Path, verdicts: list[Verdict], meta: dict[str, Any],
               extra_md: list[str] | None = None) -> None:
-    (rundir / "summary.json").write_text(json.dumps(summary(plan, verdicts, meta), indent=2) + "\n")
-    text = markdown(plan, verdicts, meta)
+    (rundir / "summary.json").write_text(json.dumps(summary(verdicts, meta), indent=2) + "\n")
+    text = markdown(verdicts, meta)
     if extra_md:
         text += "\n" + "\n".join(extra_md) + "\n"
     (rundir / "report.md").write_text(text)

@@ -9,44 +9,45 @@ import time
 from pathlib import Path
 from typing import Any
 
+from natlab.constants import CALL_SLACK_S, SIP_PORT, STUN_PORT
+from natlab.errors import RunFailure
 from scenarios.model import Call, Scenario
 from topology.plan import Plan
 
-STUN_PORT = 3478
-READY_TIMEOUT = 10.0
-CALLEE_GRACE = 1.0  # after its caller is done, a callee gets this long to finish by itself
+AGENT_MODULES = {"pjsua2": "agents.sipagent", "baresip": "agents.baresip_agent"}
 
 
-class RunError(RuntimeError):
-    pass
+class RunError(RunFailure):
+    """An agent failed to start or to become ready."""
 
 
 def call_dir(sc: Scenario, call: Call, outdir: Path) -> Path:
     return outdir if sc.calls == 1 else outdir / f"round-{call.round:02d}" / call.label
 
 
-def phone_args(plan: Plan, sc: Scenario, ext: str, name: str, tone: int,
-               workdir: Path) -> list[str]:
-    """Common command line of a phone agent (pjsua2, or baresip where the scenario says)."""
+def phone_args(plan: Plan, sc: Scenario, ext: str, name: str, tone: int, workdir: Path,
+               extra: list[str] | None = None) -> list[str]:
+    """Common command line of a phone agent (pjsua2, or baresip where the scenario says),
+    plus the kind's `extra` options."""
     lan = plan.lan_of(ext)
-    module = "agents.baresip_agent" if ext in sc.baresip else "agents.sipagent"
-    args = [sys.executable, "-m", module, "--ext", ext, "--bind", lan.phones[ext],
-            "--pbx", f"{lan.pbx}:5060", "--duration", str(sc.duration_s),
+    args = [sys.executable, "-m", AGENT_MODULES[sc.agent_of(ext)], "--ext", ext,
+            "--bind", lan.phones[ext], "--pbx", f"{lan.pbx}:{SIP_PORT}",
+            "--duration", str(sc.duration_s),
             "--tone-hz", str(tone), "--workdir", str(workdir),
             "--report", str(workdir / f"{name}.json"),
             "--ready-file", str(workdir / f"{name}.ready"),
-            "--max-wait", str(sc.duration_s + 8)]
-    if sc.video and ext in sc.baresip:
-        args.append("--video")
+            "--max-wait", str(sc.duration_s + CALL_SLACK_S)]
+    args += extra or []
     if sc.stun:
         args += ["--stun", f"{plan.servers.stun}:{STUN_PORT}"]
     return args
 
 
-def agent_args(plan: Plan, sc: Scenario, call: Call, role: str, workdir: Path) -> list[str]:
+def agent_args(plan: Plan, sc: Scenario, call: Call, role: str, workdir: Path,
+               extra: list[str] | None = None) -> list[str]:
     ext = call.caller if role == "caller" else call.callee
     tone = plan.call.caller_tone_hz if role == "caller" else plan.call.callee_tone_hz
-    args = phone_args(plan, sc, ext, role, tone, workdir)
+    args = phone_args(plan, sc, ext, role, tone, workdir, extra)
     return args + (["--call", call.callee] if role == "caller" else ["--answer"])
 
 

@@ -1,23 +1,23 @@
-"""Scenarios are data: a few TOML lines each, in scenarios/<set>/NNN_topic_variant.toml."""
+"""Scenarios are data: a few TOML lines each, in scenarios/<set>/NNN_topic_variant.toml.
+
+The keys every scenario has are parsed here; a kind (scenarios/kinds/) parses its own keys
+into its spec. Everything is validated before anything starts: one ConfigError line.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scenarios.extras import (
-    KINDS,
-    ConferenceSpec,
-    RingGroupSpec,
-    parse_baresip,
-    parse_conference,
-    parse_ring,
-)
+from analysis.expect import VERDICTS
+from services.kamailio import TrunkMode
 from topology.plan import ConfigError, Plan, parse_wan_profiles, read_toml
 
 SCENARIO_ROOT = Path(__file__).resolve().parent
-TRUNKS = ("none", "naive", "nat-aware")
-VERDICTS = ("works", "fails")
+TRUNKS = tuple(m.value for m in TrunkMode)
+PHONE_AGENTS = ("baresip",)  # phones may run these instead of the pjsua2 agent
+COMMON_KEYS = frozenset({"description", "kind", "stun", "trunk", "expect", "caller", "callee",
+                         "duration_s", "calls", "pairs", "wan", "qos", *PHONE_AGENTS})
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,10 @@ class Scenario:
     wan: str = "clean"  # WAN profile name from the config, or "inline"
     wan_values: tuple[tuple[str, float], ...] = ()  # an inline [wan] table of the scenario
     qos: bool = False  # compute the QoS table for this scenario
-    kind: str = "call"  # call | ring-group | conference
-    ring: RingGroupSpec | None = None
-    conference: ConferenceSpec | None = None
-    baresip: tuple[str, ...] = ()  # phones that run baresip instead of the pjsua2 agent
-    video: bool = False  # audio + VP8 video (baresip phones)
+    kind: str = "call"  # a key of scenarios.kinds.KINDS
+    spec: Any = None  # the kind's own settings (ring group, conference room, ...)
+    agents: tuple[tuple[str, str], ...] = ()  # (extension, agent) for phones not on pjsua2
+    source: Path | None = None  # the TOML file it came from
 
     def call_list(self) -> list[Call]:
         """Calls in order; call i uses pair i mod len(pairs), rounds of len(pairs) calls."""
@@ -64,6 +63,10 @@ class Scenario:
     def rounds(self) -> int:
         return max(c.round for c in self.call_list())
 
+    def agent_of(self, ext: str) -> str:
+        """The phone agent an extension runs: pjsua2 unless the scenario says otherwise."""
+        return dict(self.agents).get(ext, "pjsua2")
+
 
 def wan_of(sc: Scenario, plan: Plan) -> dict[str, float]:
     """The impairment values a scenario runs with ({} = clean)."""
@@ -74,34 +77,29 @@ def available_sets() -> list[str]:
     return sorted(p.name for p in SCENARIO_ROOT.iterdir() if p.is_dir() and any(p.glob("*.toml")))
 
 
-def _parse(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
+def _choice(where: str, key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+    return str(value)
+
+
+def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
+    from scenarios.kinds import KINDS  # the kinds import this module
+
     where = path.name
-    known = {"description", "stun", "trunk", "expect", "caller", "callee", "duration_s",
-             "calls", "pairs", "wan", "qos", "kind", "group", "answer_delay", "no_answer",
-             "room", "participants", "baresip", "video"}
-    extra = set(data) - known
+    kind_name = _choice(where, "kind", data.get("kind", "call"), tuple(KINDS))
+    kind = KINDS[kind_name]
+    extra = set(data) - COMMON_KEYS - kind.keys
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
     if not isinstance(data.get("stun"), bool):
         raise ConfigError(f"{where}: stun must be true or false")
-    trunk = data.get("trunk")
-    if trunk not in TRUNKS:
-        raise ConfigError(f"{where}: trunk must be one of {', '.join(TRUNKS)}, got {trunk!r}")
-    expect = data.get("expect", "works")
-    if expect not in VERDICTS:
-        raise ConfigError(f"{where}: expect must be works or fails, got {expect!r}")
-    kind = str(data.get("kind", "call"))
-    if kind not in KINDS:
-        raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}")
-    ring = parse_ring(where, data.get("group"), data, plan) if kind == "ring-group" else None
-    conf = parse_conference(where, data, plan) if kind == "conference" else None
-    caller = str(data.get("caller", plan.call.caller))
-    callee = str(data.get("callee", plan.call.callee))
-    if ring is not None:
-        callee = ring.ext
-    if conf is not None:
-        caller, callee = conf.participants[0], conf.room
-    for ext in (caller, callee) if kind == "call" else (caller,):
+    trunk = _choice(where, "trunk", data.get("trunk"), TRUNKS)
+    expect = _choice(where, "expect", data.get("expect", "works"), VERDICTS)
+    spec = kind.parse(where, data, plan)
+    caller, callee = kind.endpoints(spec, str(data.get("caller", plan.call.caller)),
+                                    str(data.get("callee", plan.call.callee)))
+    for ext in (caller, callee) if kind.callee_is_phone else (caller,):
         plan.lan_of(ext)  # raises ConfigError for an unknown extension
     if caller == callee:
         raise ConfigError(f"{where}: caller and callee are the same phone")
@@ -115,23 +113,35 @@ def _parse(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
     phones = [e for pair in pairs for e in pair]
     if len(set(phones)) != len(phones):
         raise ConfigError(f"{where}: a phone appears in two concurrent pairs")
-    wan_raw = data.get("wan", "clean")
-    wan_values: tuple[tuple[str, float], ...] = ()
-    if isinstance(wan_raw, dict):  # inline impairment, e.g. wan = { loss_pct = 2 }
-        wan_values = tuple(sorted(parse_wan_profiles({"wan": {"inline": wan_raw}})
-                                  ["inline"].items()))
-        wan = "inline"
-    else:
-        wan = str(wan_raw)
-    if wan != "inline" and wan not in plan.wan_profiles:
-        raise ConfigError(f"{where}: unknown WAN profile {wan!r} "
+    wan, wan_values = _wan(where, data.get("wan", "clean"), plan)
+    sc = Scenario(name=path.stem, description=str(data.get("description", "")),
+                  stun=data["stun"], trunk=trunk, expect=expect, caller=caller, callee=callee,
+                  duration_s=duration, calls=calls, pairs=pairs, wan=wan,
+                  wan_values=wan_values, qos=bool(data.get("qos", False)), kind=kind_name,
+                  spec=spec, agents=_agents(where, data, plan), source=path)
+    kind.validate(sc)
+    return sc
+
+
+def _wan(where: str, raw: Any, plan: Plan) -> tuple[str, tuple[tuple[str, float], ...]]:
+    if isinstance(raw, dict):  # inline impairment, e.g. wan = { loss_pct = 2 }
+        values = parse_wan_profiles({"wan": {"inline": raw}})["inline"]
+        return "inline", tuple(sorted(values.items()))
+    if str(raw) not in plan.wan_profiles:
+        raise ConfigError(f"{where}: unknown WAN profile {raw!r} "
                           f"(config has: {', '.join(sorted(plan.wan_profiles))})")
-    return Scenario(name=path.stem, description=str(data.get("description", "")),
-                    stun=data["stun"], trunk=trunk, expect=expect,
-                    caller=caller, callee=callee, duration_s=duration, calls=calls,
-                    pairs=pairs, wan=wan, wan_values=wan_values,
-                    qos=bool(data.get("qos", False)), kind=kind, ring=ring, conference=conf,
-                    baresip=parse_baresip(where, data, plan), video=bool(data.get("video")))
+    return str(raw), ()
+
+
+def _agents(where: str, data: dict[str, Any], plan: Plan) -> tuple[tuple[str, str], ...]:
+    out: dict[str, str] = {}
+    for agent in PHONE_AGENTS:
+        for ext in data.get(agent, []):
+            plan.lan_of(str(ext))
+            if str(ext) in out:
+                raise ConfigError(f"{where}: phone {ext} is given two agents")
+            out[str(ext)] = agent
+    return tuple(sorted(out.items()))
 
 
 def _pair(where: str, value: Any, plan: Plan) -> tuple[str, str]:
@@ -145,18 +155,19 @@ def _pair(where: str, value: Any, plan: Plan) -> tuple[str, str]:
 
 
 def load_scenario(path: Path, plan: Plan) -> Scenario:
-    return _parse(path, read_toml(path, "scenario"), plan)
+    return parse_scenario(path, read_toml(path, "scenario"), plan)
 
 
-def select(plan: Plan, set_name: str = "default", names: list[str] | None = None) -> list[Scenario]:
+def select(plan: Plan, set_name: str = "default", names: list[str] | None = None,
+           root: Path = SCENARIO_ROOT) -> list[Scenario]:
     """Scenarios of a set in file order, or the named ones (a stem, or a path to a file)."""
     if not names:
-        folder = SCENARIO_ROOT / set_name
+        folder = root / set_name
         if set_name not in available_sets():
             have = ", ".join(available_sets())
             raise ConfigError(f"unknown scenario set {set_name!r} (have: {have})")
         return [load_scenario(p, plan) for p in sorted(folder.glob("*.toml"))]
-    every = {p.stem: p for p in SCENARIO_ROOT.glob("*/*.toml")}
+    every = {p.stem: p for p in root.glob("*/*.toml")}
     chosen = []
     for name in names:
         path = Path(name)

@@ -9,12 +9,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from natlab.errors import RunFailure
 from services.host import Host
 
 POLL_INTERVAL = 0.05  # seconds between readiness attempts inside a deadline loop
 
 
-class DaemonError(Exception):
+class DaemonError(RunFailure):
     """A daemon failed to check, start or become ready; the message is one line."""
 
 

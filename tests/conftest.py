@@ -26,18 +26,16 @@ def plan() -> Plan:
 @pytest.fixture(scope="module")
 def testbed(plan: Plan, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Topology with the nat-aware trunk forwards, coturn and both kamailios up."""
-    from scenarios.model import Scenario
     from scenarios.runner import port_forwards, start_services
     from topology.net import Network
 
     workdir = tmp_path_factory.mktemp("testbed")
     lock = RunLock()
     lock.acquire(workdir, sorted(e for lan in plan.lans for e in lan.phones))
-    sc = Scenario("testbed", "", True, "nat-aware", "works", "1002", "2005", 4.0)
     try:
         with ExitStack() as stack:
             net = stack.enter_context(Network(plan, port_forwards(plan, "nat-aware")))
-            start_services(stack, net, plan, sc, workdir)
+            start_services(stack, net, plan, "nat-aware", None, workdir)
             yield net
     finally:
         lock.release()

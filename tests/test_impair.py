@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from impair import Applied, Impairment, apply, has_netem  # noqa: E402
-from impair.apply import netem_command  # noqa: E402
+from impair.apply import ImpairError, netem_command  # noqa: E402
 from impair.netlink import (  # noqa: E402
     Attr,
     Error,
@@ -411,7 +411,7 @@ def test_dead_shaper_fails_loudly(lab: Lab, impaired: Callable[..., Applied]) ->
     a = impaired(Impairment(delay_ms=5), mechanism="nfqueue")
     a.proc.kill()
     a.proc.wait()
-    with pytest.raises(RuntimeError, match="shaper exited"):
+    with pytest.raises(ImpairError, match="shaper exited"):
         a.check()
     rx = stream(lab, 50, 0.005, idle_s=0.5)
     assert rx.seqs == []  # no --queue-bypass: a dead shaper blackholes, it does not hide
@@ -421,7 +421,7 @@ def test_dead_shaper_fails_loudly(lab: Lab, impaired: Callable[..., Applied]) ->
 def test_second_shaper_on_same_interface_is_refused(lab: Lab,
                                                    impaired: Callable[..., Applied]) -> None:
     first = impaired(Impairment(delay_ms=5), mechanism="nfqueue")
-    with pytest.raises(RuntimeError, match="not ready.*cannot bind queue"):
+    with pytest.raises(ImpairError, match="not ready.*cannot bind queue"):
         impaired(Impairment(delay_ms=10), mechanism="nfqueue")
     first.check()
     assert lab.r.cmd("iptables -t mangle -S POSTROUTING").count("NFQUEUE") == 1

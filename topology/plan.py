@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from natlab.errors import InputError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Ubuntu 22.04's Python 3.10
@@ -22,7 +24,7 @@ DOC_RANGES = [ipaddress.IPv4Network(n)
 EXT_RE = re.compile(r"^[0-9]{4}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """An invalid address plan; the message is one line."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from natlab.errors import RunFailure
+
 
 class Node(Protocol):
     name: str
@@ -16,7 +18,7 @@ class Node(Protocol):
     def cmd(self, *args: str) -> str: ...
 
 
-class RouterError(RuntimeError):
+class RouterError(RunFailure):
     """A router rule could not be installed (e.g. a missing kernel feature)."""
 
 

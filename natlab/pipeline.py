@@ -1,0 +1,183 @@
+"""The pipeline: run (namespaces, daemons, agents, captures → a run folder) → analyse (pure
+functions of the run folder's files → verdicts, evidence, QoS) → report (files).
+
+`natlab run` calls all three; `natlab report RUNDIR` calls analyse and report on a finished
+(or interrupted, or moved) run folder. The run folder describes itself: config.toml, a copy of
+every scenario file under scenarios/, versions.json, run.json, and per scenario its
+scenario.json (analysis.record).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis.evidence import Captures
+from analysis.record import ScenarioRecord, load_reports, pcap_files
+from analysis.verdict import Subject, Verdict, combine, error_verdict
+from natlab.errors import AnalysisError, NatlabError, RunFailure
+from natlab.guard import RunLock, clean_leftovers, raise_on_term
+from natlab.preflight import preflight
+from natlab.versions import versions
+from report.qos import QosScenario, write_qos
+from report.write import new_run_dir, write_run
+from scenarios.kinds import KINDS
+from scenarios.kinds.base import CallInput
+from scenarios.model import Scenario, load_scenario, wan_of
+from scenarios.wan import mechanism
+from topology.plan import Plan, load_plan
+
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.toml"
+SCENARIO_DIR = "scenarios"
+
+
+@dataclass
+class Outcome:
+    rundir: Path
+    verdicts: list[Verdict]
+    interrupted: bool = False
+    failure: str | None = None  # the one line of the RunFailure that stopped the run
+
+
+@dataclass
+class Analysis:
+    meta: dict[str, Any]
+    verdicts: list[Verdict] = field(default_factory=list)
+    qos: list[QosScenario] = field(default_factory=list)
+
+
+def _phones(plan: Plan) -> list[str]:
+    return sorted(e for lan in plan.lans for e in lan.phones)
+
+
+def _freeze(rundir: Path, plan: Plan, scenarios: list[Scenario], sets: list[str]) -> dict[str, Any]:
+    """Copy what the run uses into its folder; write run.json (not yet complete)."""
+    shutil.copyfile(plan.source, rundir / CONFIG_FILE)
+    (rundir / SCENARIO_DIR).mkdir()
+    for sc in scenarios:
+        assert sc.source is not None
+        shutil.copyfile(sc.source, rundir / SCENARIO_DIR / f"{sc.name}.toml")
+    (rundir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")
+    meta = {"natlab": 2, "run_id": rundir.name, "config": plan.source, "sets": sets,
+            "scenarios": [sc.name for sc in scenarios], "host": platform.node(),
+            "kernel": platform.release(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ended": None, "wall_s": None, "complete": False, "interrupted": False,
+            "failure": None}
+    _write_meta(rundir, meta)
+    return meta
+
+
+def _write_meta(rundir: Path, meta: dict[str, Any]) -> None:
+    (rundir / RUN_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
+        progress: Any = print) -> Outcome:
+    """Run every scenario, then analyse and report what finished. Ctrl-C or a run failure
+    stops the loop; what finished is still analysed and the run is marked."""
+    from scenarios.runner import run_scenario  # needs Mininet: only when running
+
+    preflight()
+    lock = RunLock()
+    lock.acquire(results, _phones(plan))  # every process of the run names a path under it
+    rundir = new_run_dir(results)
+    meta = _freeze(rundir, plan, scenarios, sets)
+    raise_on_term()
+    started = time.monotonic()
+    interrupted, failure = False, None
+    try:
+        for sc in scenarios:
+            progress(f"natlab: {sc.name}: {sc.description} ...")
+            rec = run_scenario(plan, sc, rundir / sc.name)
+            progress(f"natlab: {sc.name}: ran {len(rec.calls)} call(s) in {rec.seconds:.1f} s")
+    except KeyboardInterrupt:
+        interrupted = True
+    except RunFailure as exc:
+        failure = str(exc)
+    finally:
+        left = clean_leftovers(lock.state_file)
+        lock.release()
+        if left:
+            print(f"natlab: removed leftovers: {', '.join(left)}", file=sys.stderr)
+    meta.update(ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                wall_s=round(time.monotonic() - started, 2),
+                complete=not interrupted and failure is None, interrupted=interrupted,
+                failure=failure)
+    _write_meta(rundir, meta)
+    analysis = analyse(rundir)
+    report(rundir, analysis)
+    return Outcome(rundir, analysis.verdicts, interrupted, failure)
+
+
+def _subject(sc: Scenario) -> Subject:
+    return Subject(sc.name, sc.stun, sc.trunk, sc.expect)
+
+
+def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario) -> tuple[Verdict, QosScenario | None]:
+    """One scenario's verdict and QoS rows from its folder; each capture is read once."""
+    folder = rundir / sc.name
+    rec = ScenarioRecord.load(folder)
+    kind = KINDS[sc.kind]
+    if not rec.calls:
+        why = rec.error or f"the run was {rec.status} before any call finished"
+        return error_verdict(_subject(sc), why, rec.seconds), None
+    caps: dict[str, Captures] = {}
+    calls: list[Verdict] = []
+    qos = QosScenario(sc.name, sc.description, wan_of(sc, plan), mechanism(rec.wan)) \
+        if sc.qos else None
+    for call in rec.calls:
+        if call.pcaps not in caps:
+            caps[call.pcaps] = Captures(pcap_files(folder, call))
+        inp = CallInput(plan, sc, call, load_reports(folder, call), caps[call.pcaps])
+        calls.append(kind.judge(inp))
+        if qos is not None:
+            qos.rows += kind.qos(inp)
+    verdict = combine(_subject(sc), calls)
+    if rec.status != "complete":
+        verdict.explanation += f" (The run was {rec.status} in this scenario.)"
+    return verdict, qos
+
+
+def analyse(rundir: Path) -> Analysis:
+    """Verdicts and QoS of every scenario the run folder holds, from its own copies of the
+    config and scenario files. A scenario whose analysis fails gets verdict "error" with the
+    reason; the others are still analysed."""
+    try:
+        meta = json.loads((rundir / RUN_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise AnalysisError(f"{rundir} is not a natlab run folder (no readable {RUN_FILE}: "
+                            f"{exc})") from None
+    plan = load_plan(rundir / CONFIG_FILE)
+    out = Analysis(meta)
+    for name in meta.get("scenarios", []):
+        if not (rundir / name).is_dir():
+            continue  # not reached (interrupted or failed before it)
+        try:
+            sc = load_scenario(rundir / SCENARIO_DIR / f"{name}.toml", plan)
+        except NatlabError as exc:
+            out.verdicts.append(error_verdict(Subject(name, False, "none", "works"), str(exc)))
+            continue
+        try:
+            verdict, qos = analyse_scenario(rundir, plan, sc)
+        except Exception as exc:  # one scenario's failure must not lose the others
+            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            verdict, qos = error_verdict(_subject(sc), f"{type(exc).__name__}: {line}"), None
+        out.verdicts.append(verdict)
+        if qos is not None:
+            out.qos.append(qos)
+    return out
+
+
+def report(rundir: Path, analysis: Analysis) -> None:
+    """summary.json, verdict.json per scenario, qos.json/csv and figures, report.md."""
+    for v in analysis.verdicts:
+        folder = rundir / v.name
+        if folder.is_dir():
+            (folder / "verdict.json").write_text(json.dumps(v.as_dict(), indent=2) + "\n")
+    write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos))

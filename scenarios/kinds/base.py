@@ -1,0 +1,84 @@
+"""What every scenario kind gives: its keys, its phones, how it runs a round, how it is judged
+and its QoS rows. A kind is one module under scenarios/kinds/, registered in KINDS."""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analysis.evidence import Captures
+from analysis.qos import Direction
+from analysis.record import CallRecord
+from analysis.verdict import CallSpec, Subject, Verdict
+from scenarios.model import Call, Scenario, wan_of
+from services.kamailio import RingGroup
+from topology.plan import Lan, Plan
+
+
+@dataclass
+class RoundContext:
+    """What running one round needs: the live network, and where its files go."""
+    stack: ExitStack  # callbacks run when the round ends (agents stopped)
+    net: Any  # topology.net.Network
+    plan: Plan
+    sc: Scenario
+    outdir: Path  # the scenario folder
+
+
+@dataclass
+class CallInput:
+    """What judging one call needs, all read from the run folder."""
+    plan: Plan
+    sc: Scenario
+    call: CallRecord
+    reports: dict[str, dict[str, Any]]  # agent reports by role
+    caps: Captures  # the call's round, each pcap read once
+
+    @property
+    def subject(self) -> Subject:
+        name = self.sc.name if self.sc.calls == 1 else f"{self.sc.name}/{self.call.label}"
+        return Subject(name, self.sc.stun, self.sc.trunk, self.sc.expect)
+
+    def spec(self, callee: str | None = None) -> CallSpec:
+        return CallSpec(self.call.caller, callee or self.call.callee, self.sc.duration_s,
+                        self.plan.call.caller_tone_hz, self.plan.call.callee_tone_hz,
+                        wan_of(self.sc, self.plan).get("loss_pct", 0.0))
+
+    def ip(self, ext: str) -> str:
+        return self.plan.lan_of(ext).phones[ext]
+
+
+class Kind:
+    """The defaults are a plain two-party call's; a kind overrides what differs."""
+    name = "call"
+    keys: frozenset[str] = frozenset()  # TOML keys of its own
+    callee_is_phone = True  # False when the callee is a group or a room
+
+    def parse(self, where: str, data: dict[str, Any], plan: Plan) -> Any:
+        return None
+
+    def endpoints(self, spec: Any, caller: str, callee: str) -> tuple[str, str]:
+        return caller, callee
+
+    def validate(self, sc: Scenario) -> None:
+        """Checks across common keys and the kind's own (ConfigError)."""
+
+    def phones(self, sc: Scenario, calls: list[Call]) -> set[str]:
+        return {e for c in calls for e in (c.caller, c.callee)}
+
+    def ring_groups(self, sc: Scenario, lan: Lan) -> tuple[RingGroup, ...]:
+        return ()
+
+    def agent_args(self, sc: Scenario, ext: str) -> list[str]:
+        """Extra command-line options of a phone's agent."""
+        return []
+
+    def run_round(self, ctx: RoundContext, calls: list[Call]) -> None:
+        raise NotImplementedError
+
+    def judge(self, inp: CallInput) -> Verdict:
+        raise NotImplementedError
+
+    def qos(self, inp: CallInput) -> list[Direction]:
+        return []

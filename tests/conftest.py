@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -16,6 +17,11 @@ from natlab.guard import RunLock  # noqa: E402
 from topology.plan import Plan, load_plan  # noqa: E402
 
 requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
+
+
+def requires_tool(tool: str) -> pytest.MarkDecorator:
+    """Skip (with the reason) where a program the test runs is not installed."""
+    return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} is not installed")
 
 
 @pytest.fixture(scope="session")

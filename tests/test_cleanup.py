@@ -1,6 +1,7 @@
 """Nothing survives Ctrl-C, SIGKILL + `natlab clean`; a second concurrent run is refused."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +50,13 @@ def test_sigint_mid_call_leaves_nothing(tmp_path: Path) -> None:
     assert "interrupted" in err
     assert not is_locked()
     assert_nothing_left(PHONES)
+    latest = tmp_path / "latest"  # the partial results, marked
+    summary = json.loads((latest / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["complete"] is False
+    assert [s["name"] for s in summary["scenarios"]] == [SCENARIO]
+    assert "**Interrupted:**" in (latest / "report.md").read_text()
+    record = json.loads((latest / SCENARIO / "scenario.json").read_text())
+    assert record["status"] == "interrupted"
 
 
 def test_sigkill_then_clean(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def test_every_scenario_file_parses_to_a_registered_kind(plan: Plan) -> None:
 
 def test_no_if_chain_on_kind_outside_the_kinds() -> None:
     names = "|".join(map(re.escape, KINDS))
-    pattern = re.compile(rf"""(==|!=)\s*["']({names})["']""")
+    pattern = re.compile(rf"""\bkind\s*(==|!=)\s*["']({names})["']""")
     for pkg in ("natlab", "scenarios", "analysis", "report", "capture", "topology", "services"):
         for path in (ROOT / pkg).glob("**/*.py"):
             if "kinds" in path.parts:

@@ -18,19 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from analysis.evidence import Captures
-from analysis.record import ScenarioRecord, load_reports, pcap_files
+from analysis.ladder import Ladder
+from analysis.ladder import build as build_ladder
+from analysis.record import CallRecord, ScenarioRecord, load_reports, pcap_files
 from analysis.verdict import Subject, Verdict, combine, error_verdict
 from natlab.errors import AnalysisError, NatlabError, RunFailure
 from natlab.guard import RunLock, clean_leftovers, raise_on_term
 from natlab.preflight import preflight
 from natlab.versions import versions
+from report.ladder import write as draw_ladder
 from report.qos import QosScenario, write_qos
 from report.write import new_run_dir, write_run
 from scenarios.kinds import KINDS
 from scenarios.kinds.base import CallInput
-from scenarios.model import Scenario, load_scenario, wan_of
+from scenarios.model import Call, Scenario, load_scenario, wan_of
 from scenarios.wan import mechanism
-from topology.plan import Plan, load_plan
+from topology.plan import Plan, load_plan, phone_name
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.toml"
@@ -50,6 +53,7 @@ class Analysis:
     meta: dict[str, Any]
     verdicts: list[Verdict] = field(default_factory=list)
     qos: list[QosScenario] = field(default_factory=list)
+    ladders: dict[str, list[tuple[str, Ladder]]] = field(default_factory=dict)  # per scenario
 
 
 def _phones(plan: Plan) -> list[str]:
@@ -119,8 +123,23 @@ def _subject(sc: Scenario) -> Subject:
     return Subject(sc.name, sc.stun, sc.trunk, sc.expect)
 
 
-def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario) -> tuple[Verdict, QosScenario | None]:
-    """One scenario's verdict and QoS rows from its folder; each capture is read once."""
+def call_ladder(plan: Plan, sc: Scenario, call: CallRecord, caps: Captures) -> Ladder | None:
+    """The ladder of one call: its Call-ID is the caller's first INVITE on its own capture."""
+    ip = plan.lan_of(call.caller).phones[call.caller]
+    invite = caps.first_invite(phone_name(call.caller), ip) or \
+        caps.first_invite(plan.lan_of(call.caller).pbx_name, ip)
+    if invite is None:
+        return None
+    calls = [Call(call.index, call.round, call.caller, call.callee)]
+    callees = sorted(KINDS[sc.kind].phones(sc, calls) - {call.caller})
+    return build_ladder(plan, caps, invite.call_id, call.caller, callees)
+
+
+def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario,
+                     ladders: list[tuple[str, Ladder]] | None = None
+                     ) -> tuple[Verdict, QosScenario | None]:
+    """One scenario's verdict and QoS rows (and, given a list, its ladders) from its folder;
+    each capture is read once."""
     folder = rundir / sc.name
     rec = ScenarioRecord.load(folder)
     kind = KINDS[sc.kind]
@@ -138,6 +157,10 @@ def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario) -> tuple[Verdict, Q
         calls.append(kind.judge(inp))
         if qos is not None:
             qos.rows += kind.qos(inp)
+        if ladders is not None:
+            ladder = call_ladder(plan, sc, call, caps[call.pcaps])
+            if ladder is not None:
+                ladders.append((call.label if sc.calls > 1 else "call", ladder))
     verdict = combine(_subject(sc), calls)
     if rec.status != "complete":
         verdict.explanation += f" (The run was {rec.status} in this scenario.)"
@@ -163,12 +186,14 @@ def analyse(rundir: Path) -> Analysis:
         except NatlabError as exc:
             out.verdicts.append(error_verdict(Subject(name, False, "none", "works"), str(exc)))
             continue
+        ladders: list[tuple[str, Ladder]] = []
         try:
-            verdict, qos = analyse_scenario(rundir, plan, sc)
+            verdict, qos = analyse_scenario(rundir, plan, sc, ladders)
         except Exception as exc:  # one scenario's failure must not lose the others
             line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             verdict, qos = error_verdict(_subject(sc), f"{type(exc).__name__}: {line}"), None
         out.verdicts.append(verdict)
+        out.ladders[name] = ladders
         if qos is not None:
             out.qos.append(qos)
     return out
@@ -180,4 +205,6 @@ def report(rundir: Path, analysis: Analysis) -> None:
         folder = rundir / v.name
         if folder.is_dir():
             (folder / "verdict.json").write_text(json.dumps(v.as_dict(), indent=2) + "\n")
+        for label, ladder in analysis.ladders.get(v.name, []):
+            draw_ladder(ladder, f"{v.name} {label}", folder / "ladders" / label)
     write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos))

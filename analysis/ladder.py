@@ -1,0 +1,223 @@
+"""A call's ladder across every capture point: what each hop carried and what each NAT changed.
+
+The same SIP message is captured on both sides of a router (Call-ID + CSeq + first line + top
+Via branch identify it; its n-th copy in a capture is its n-th retransmission). Each capture
+sees it on one segment between two nodes (phone, PBX, router, STUN server); a segment seen on
+several captures is one arrow. On a LAN capture an address outside the LAN is the router (the
+gateway); on a WAN capture a router's public address is that router, and a private address is
+nowhere: the arrow ends there. RTP is one arrow per stream (SSRC) and segment; STUN one per
+transaction. Payload fields that still name a private address after crossing a NAT (Contact,
+Via, Record-Route, SDP c=) are marked: the router rewrites the header, not the payload.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from analysis.evidence import Captures
+from analysis.packets import SipMessage, Udp
+from topology.plan import Plan, phone_name
+
+ADDR = re.compile(r"(?<![\d.])(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(?![\d.])")
+NOWHERE = "nowhere"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One observation: a capture, its Wireshark frame, the header addresses there."""
+    capture: str
+    frame: int
+    time: float
+    src: str  # ip:port
+    dst: str
+
+
+@dataclass
+class Arrow:
+    kind: str  # sip | rtp | stun
+    label: str  # "INVITE", "200 OK (INVITE)", "RTP x251 (PT 0)", "STUN Binding request"
+    src: str  # node key
+    dst: str  # node key, or NOWHERE
+    time: float
+    seen: list[Seen] = field(default_factory=list)
+    private: list[str] = field(default_factory=list)  # "Contact 172.16.10.12", "c=192.168..."
+    count: int = 1  # packets (RTP)
+    copy: int = 1  # the n-th transmission of the same SIP message
+    last: list[Seen] = field(default_factory=list)  # RTP: the last frame on each capture
+
+    @property
+    def frames(self) -> str:
+        return ", ".join(f"{s.capture} #{s.frame}" for s in self.seen)
+
+
+@dataclass
+class Ladder:
+    columns: list[tuple[str, str]]  # (node key, label)
+    arrows: list[Arrow]
+
+
+class Topology:
+    """Which node an address is, as seen from one capture point."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.names: dict[str, str] = {plan.servers.stun: "stun"}
+        self.public: dict[str, str] = {plan.servers.stun: "stun"}
+        for lan in plan.lans:
+            self.names[lan.pbx] = lan.pbx_name
+            self.names[lan.router] = lan.router_name
+            self.public[lan.wan_ip] = lan.router_name
+            for ext, ip in lan.phones.items():
+                self.names[ip] = phone_name(ext)
+
+    def lan_index(self, capture: str) -> int | None:
+        """The LAN a capture point sits in; None for a WAN capture."""
+        for lan in self.plan.lans:
+            if capture in (f"{lan.router_name}-lan", lan.pbx_name) or \
+                    capture in (phone_name(e) for e in lan.phones):
+                return lan.index
+        return None
+
+    def node(self, capture: str, addr: str) -> str:
+        index = self.lan_index(capture)
+        ip = ipaddress.ip_address(addr)
+        if index is not None:
+            lan = self.plan.lans[index - 1]
+            if ip in lan.subnet:
+                return self.names.get(addr, addr)
+            return lan.router_name  # the gateway
+        return self.public.get(addr, NOWHERE if self.is_private(addr) else "core")
+
+    def is_private(self, addr: str) -> bool:
+        return any(ipaddress.ip_address(addr) in lan.subnet for lan in self.plan.lans)
+
+
+def columns(plan: Plan, caller: str, callees: list[str], stun: bool) -> list[tuple[str, str]]:
+    """Left to right: the caller's LAN, the two routers, the callee's LAN, the STUN server."""
+    c_lan = plan.lan_of(caller)
+    e_lan = plan.other(c_lan)
+    cols = [(phone_name(caller), f"{caller}\n{c_lan.phones[caller]}"),
+            (c_lan.pbx_name, f"PBX{c_lan.index}\n{c_lan.pbx}"),
+            (c_lan.router_name, f"{c_lan.router_name}\n{c_lan.wan_ip}"),
+            (e_lan.router_name, f"{e_lan.router_name}\n{e_lan.wan_ip}"),
+            (e_lan.pbx_name, f"PBX{e_lan.index}\n{e_lan.pbx}")]
+    cols += [(phone_name(e), f"{e}\n{e_lan.phones[e]}") for e in callees if e in e_lan.phones]
+    if stun:
+        cols.append(("stun", f"STUN\n{plan.servers.stun}"))
+    return cols
+
+
+def _private_fields(msg: SipMessage, topo: Topology) -> list[str]:
+    out = []
+    for name in ("contact", "via", "record-route"):
+        for value in msg.headers.get(name, []):
+            for addr in ADDR.findall(value):
+                if topo.is_private(addr):
+                    out.append(f"{name.title()} {addr}")
+    sdp = msg.sdp
+    if sdp is not None and sdp.addr and topo.is_private(sdp.addr):
+        out.append(f"c={sdp.addr}")
+    return sorted(set(out))
+
+
+def _sip_label(m: SipMessage) -> str:
+    """INVITE, or status and a short reason: "100 trying (INVITE)", "404 No route (INVITE)"."""
+    if m.is_request:
+        return m.method
+    reason = m.first_line[8:].split(" -- ")[0]
+    return f"{' '.join(reason.split()[:3])} ({m.method})"
+
+
+def _merge(arrows: dict[tuple[object, ...], Arrow], key: tuple[object, ...], make: Arrow,
+           seen: Seen) -> None:
+    arrow = arrows.setdefault(key, make)
+    arrow.seen.append(seen)
+    arrow.time = min(arrow.time, seen.time)
+
+
+def build(plan: Plan, caps: Captures, call_id: str, caller: str, callees: list[str]) -> Ladder:
+    """The ladder of one call (its Call-ID) from every capture of its round."""
+    topo = Topology(plan)
+    arrows: dict[tuple[object, ...], Arrow] = {}
+    phones = {phone_name(e): plan.lan_of(e).phones[e] for e in [caller, *callees]}
+    for capture, msgs in caps.sip.items():
+        copies: dict[tuple[str, ...], int] = {}
+        for m in msgs:
+            if m.call_id != call_id:
+                continue
+            branch = m.header("via").split("branch=")[-1].split(";")[0]
+            ident = (m.header("cseq"), m.first_line, branch)
+            copies[ident] = copies.get(ident, 0) + 1
+            p = m.pkt
+            src, dst = topo.node(capture, p.src), topo.node(capture, p.dst)
+            seen = Seen(capture, p.frame, p.time, f"{p.src}:{p.sport}", f"{p.dst}:{p.dport}")
+            make = Arrow("sip", _sip_label(m), src, dst, p.time, copy=copies[ident])
+            _merge(arrows, ("sip", *ident, copies[ident], src, dst), make, seen)
+            if topo.lan_index(capture) is None:
+                arrows[("sip", *ident, copies[ident], src, dst)].private = \
+                    _private_fields(m, topo)
+    _media(topo, caps, phones, arrows)
+    cols = columns(plan, caller, callees, any(a.kind == "stun" for a in arrows.values()))
+    keys = {k for k, _ in cols}
+    shown = [a for a in arrows.values() if a.src in keys and (a.dst in keys or a.dst == NOWHERE)
+             and a.src != a.dst]
+    return Ladder(cols, sorted(shown, key=lambda a: (a.time, a.kind)))
+
+
+def _media(topo: Topology, caps: Captures, phones: dict[str, str],
+           arrows: dict[tuple[object, ...], Arrow]) -> None:
+    """RTP streams (by SSRC) and STUN transactions of the call's phones, one arrow per
+    segment; an RTP arrow counts the packets and names the first and last frame."""
+    ours: set[object] = set()  # SSRCs and STUN transactions seen on the phones' own captures
+    for cap, ip in phones.items():
+        for p in caps.packets(cap):
+            if ip in (p.src, p.dst) and p.kind in ("rtp", "stun"):
+                ours.add(_media_id(p))
+    flows: dict[tuple[str, object, str, str], list[Udp]] = {}
+    for capture, pkts in caps.udp.items():
+        for p in pkts:
+            if p.kind not in ("rtp", "stun") or _media_id(p) not in ours:
+                continue
+            key = (capture, _media_id(p), topo.node(capture, p.src), topo.node(capture, p.dst))
+            flows.setdefault(key, []).append(p)
+    for (capture, ident, src, dst), pkts in flows.items():
+        first, last = pkts[0], pkts[-1]
+        if first.kind == "rtp":
+            label = f"RTP x{len(pkts)} (PT {first.payload[1] & 0x7F})"
+        elif first.payload[:2] == b"\x00\x01":
+            label = "STUN Binding request"
+        else:
+            mapped = xor_mapped(first.payload)
+            label = "STUN Binding response" + (f": mapped {mapped}" if mapped else "")
+        seen = Seen(capture, first.frame, first.time, f"{first.src}:{first.sport}",
+                    f"{first.dst}:{first.dport}")
+        arrow = arrows.setdefault((ident, src, dst), Arrow(first.kind, label, src, dst,
+                                                         first.time))
+        arrow.seen.append(seen)
+        if first.kind == "rtp":
+            arrow.last.append(Seen(capture, last.frame, last.time, seen.src, seen.dst))
+        arrow.time = min(arrow.time, first.time)
+        if first.kind == "rtp" and len(pkts) > arrow.count:
+            arrow.count, arrow.label = len(pkts), label
+
+
+def _media_id(p: Udp) -> object:
+    if p.kind == "rtp":
+        return ("rtp", p.payload[8:12])
+    return ("stun", p.payload[8:20])
+
+
+def xor_mapped(payload: bytes) -> str | None:
+    """The XOR-MAPPED-ADDRESS (IPv4) of a STUN response: the public ip:port the server saw."""
+    pos, end = 20, 20 + int.from_bytes(payload[2:4], "big")
+    while pos + 4 <= min(end, len(payload)):
+        kind, length = int.from_bytes(payload[pos:pos + 2], "big"), \
+            int.from_bytes(payload[pos + 2:pos + 4], "big")
+        value = payload[pos + 4:pos + 4 + length]
+        if kind == 0x0020 and length >= 8 and value[1] == 1:
+            port = int.from_bytes(value[2:4], "big") ^ 0x2112
+            addr = bytes(a ^ b for a, b in zip(value[4:8], payload[4:8], strict=True))
+            return f"{ipaddress.IPv4Address(addr)}:{port}"
+        pos += 4 + (length + 3) // 4 * 4
+    return None

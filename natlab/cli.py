@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        sets if not args.scenario else ["custom"],
                        progress=lambda line: print(line, flush=True))
     print(text_table(out.verdicts))
-    print(f"natlab: wrote {out.rundir}/summary.json and report.md")
+    print(f"natlab: wrote {out.rundir}/summary.json and report.md; open {out.rundir}/report.html")
     if out.interrupted:
         print("natlab: interrupted; everything was torn down, partial results kept",
               file=sys.stderr)
@@ -60,7 +60,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     analysis = pipeline.analyse(rundir)
     pipeline.report(rundir, analysis)
     print(text_table(analysis.verdicts))
-    print(f"natlab: rewrote {rundir}/summary.json and report.md")
+    print(f"natlab: rewrote {rundir}/summary.json, report.md and report.html")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """A scenario's verdict, explanation and SIP ladder, on the terminal."""
+    rundir = Path(args.rundir).resolve()
+    if not (rundir / pipeline.RUN_FILE).exists():
+        raise InputError(f"{rundir} is not a natlab run folder (no {pipeline.RUN_FILE})")
+    print(pipeline.explain(rundir, args.scenario or None))
     return 0
 
 
@@ -153,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="analyse a finished run again and rewrite its report")
     rep.add_argument("rundir", nargs="?", default=str(ROOT / "results" / "latest"))
     rep.set_defaults(func=cmd_report)
+    exp = sub.add_parser("explain", help="a scenario's verdict, explanation and SIP ladder")
+    exp.add_argument("rundir", help="a run folder, e.g. results/latest")
+    exp.add_argument("scenario", nargs="*", help="scenario names (default: all)")
+    exp.set_defaults(func=cmd_explain)
     sub.add_parser("list", help="list scenario sets and scenarios").set_defaults(func=cmd_list)
     sub.add_parser("check", help="validate the config and every scenario").set_defaults(
         func=cmd_check)

@@ -22,10 +22,11 @@ from analysis.ladder import Ladder
 from analysis.ladder import build as build_ladder
 from analysis.record import CallRecord, ScenarioRecord, load_reports, pcap_files
 from analysis.verdict import Subject, Verdict, combine, error_verdict
-from natlab.errors import AnalysisError, NatlabError, RunFailure
+from natlab.errors import AnalysisError, InputError, NatlabError, RunFailure
 from natlab.guard import RunLock, clean_leftovers, raise_on_term
 from natlab.preflight import preflight
 from natlab.versions import versions
+from report.html import write_html
 from report.ladder import write as draw_ladder
 from report.qos import QosScenario, write_qos
 from report.write import new_run_dir, write_run
@@ -167,7 +168,20 @@ def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario,
     return verdict, qos
 
 
-def analyse(rundir: Path) -> Analysis:
+def explain(rundir: Path, names: list[str] | None = None) -> str:
+    """Verdict, explanation and text ladder of some scenarios (all without names)."""
+    from report.ladder import text as ladder_text
+
+    analysis = analyse(rundir, names)
+    out = []
+    for v in analysis.verdicts:
+        out += [f"== {v.name}: {v.verdict} (paper: {v.expect})", "", v.explanation, ""]
+        for label, ladder in analysis.ladders.get(v.name, []):
+            out += [f"-- ladder {label} --", ladder_text(ladder)]
+    return "\n".join(out)
+
+
+def analyse(rundir: Path, names: list[str] | None = None) -> Analysis:
     """Verdicts and QoS of every scenario the run folder holds, from its own copies of the
     config and scenario files. A scenario whose analysis fails gets verdict "error" with the
     reason; the others are still analysed."""
@@ -178,7 +192,10 @@ def analyse(rundir: Path) -> Analysis:
                             f"{exc})") from None
     plan = load_plan(rundir / CONFIG_FILE)
     out = Analysis(meta)
-    for name in meta.get("scenarios", []):
+    unknown = set(names or []) - set(meta.get("scenarios", []))
+    if unknown:
+        raise InputError(f"{rundir} has no scenario {', '.join(sorted(unknown))}")
+    for name in names or meta.get("scenarios", []):
         if not (rundir / name).is_dir():
             continue  # not reached (interrupted or failed before it)
         try:
@@ -208,3 +225,4 @@ def report(rundir: Path, analysis: Analysis) -> None:
         for label, ladder in analysis.ladders.get(v.name, []):
             draw_ladder(ladder, f"{v.name} {label}", folder / "ladders" / label)
     write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos))
+    write_html(rundir, load_plan(rundir / CONFIG_FILE), analysis.verdicts, analysis.meta)

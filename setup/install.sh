@@ -13,7 +13,7 @@ case "${ID:-}:${ID_LIKE:-}" in
 esac
 
 PKGS="mininet kamailio coturn baresip tshark tcpdump bridge-utils iptables conntrack iproute2
-      iputils-ping net-tools python3-venv procps"
+      iputils-ping net-tools python3-venv procps chromium"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

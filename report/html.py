@@ -1,0 +1,157 @@
+"""report.html: one self-contained page per run (inline CSS; images relative to the run folder).
+
+What a student sees first: the topology with the addresses used, then the verdict table, then
+per scenario its explanation (every "X.pcap frame N" links to the capture), its ladders and
+its QoS table. No network access is needed to read it.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from analysis.verdict import Verdict
+from report.topology import diagram
+from topology.plan import Plan
+
+FRAME_REF = re.compile(r"([\w-]+\.pcap) frame (\d+)")
+QOS_COLUMNS = [("call", "call"), ("sender", "from"), ("receiver", "to"), ("media", "media"),
+               ("packets", "packets"), ("loss_pct", "loss %"), ("paper_delay_ms", "\"Delay\" ms"),
+               ("mean_jitter_ms", "jitter ms"), ("owd_mean_ms", "one-way delay ms"),
+               ("mos_g107", "MOS G.107"), ("mos_paper", "MOS paper")]
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 80em; padding: 0 1em;
+       color: #222; line-height: 1.45; font-size: 17px; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: left; }
+th { background: #f2f2f2; }
+.works { color: #1b6e20; font-weight: bold; } .fails { color: #b71c1c; font-weight: bold; }
+.error { color: #8e6c00; font-weight: bold; }
+.banner { background: #fff3cd; border: 1px solid #e0c060; padding: .5em 1em; }
+pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .8em; }
+img { max-width: 100%; border: 1px solid #eee; margin: .3em 0; }
+.evidence li { margin: .3em 0; } a.frame { font-family: monospace; }
+.hidden { color: #777; font-style: italic; }
+"""
+
+# Marks the page when every image has loaded (read by the browser test and by nothing else).
+CHECK_IMAGES = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
+  document.body.setAttribute('data-images', imgs.length + ' loaded ' + (imgs.length - bad.length));
+});
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _evidence(name: str, line: str) -> str:
+    """A sentence with every pcap/frame reference linked to the capture file."""
+    out, pos = [], 0
+    for m in FRAME_REF.finditer(line):
+        out.append(_e(line[pos:m.start()]))
+        out.append(f'<a class="frame" href="{_e(name)}/{_e(m[1])}" title="open in Wireshark, '
+                   f'then Go to frame {m[2]}">{_e(m[0])}</a>')
+        pos = m.end()
+    out.append(_e(line[pos:]))
+    return "".join(out)
+
+
+def _verdict(v: Verdict, hidden: bool) -> str:
+    if hidden:
+        return '<span class="hidden">hidden until you predict</span>'
+    return f'<span class="{_e(v.verdict)}">{_e(v.verdict)}</span>'
+
+
+def _summary(verdicts: list[Verdict], hidden: bool) -> list[str]:
+    rows = ['<table id="summary"><tr><th>scenario</th><th>STUN</th><th>trunk</th>'
+            '<th>verdict</th><th>paper</th><th>RTP rx caller</th><th>RTP rx callee</th></tr>']
+    for v in verdicts:
+        paper = "" if hidden else ("agrees" if v.verdict == v.expect else f"expected {v.expect}")
+        rows.append(f'<tr><td><a href="#{_e(v.name)}">{_e(v.name)}</a></td>'
+                    f'<td>{"on" if v.stun else "off"}</td><td>{_e(v.trunk)}</td>'
+                    f'<td>{_verdict(v, hidden)}</td><td>{_e(paper)}</td>'
+                    f'<td>{v.rtp_received["caller"]}</td><td>{v.rtp_received["callee"]}</td></tr>')
+    return [*rows, "</table>"]
+
+
+def _qos_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for _, h in QOS_COLUMNS) + "</tr>"]
+    for r in rows:
+        cells = []
+        for k, _ in QOS_COLUMNS:
+            v = r.get(k)
+            cells.append("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+        out.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    return [*out, "</table>"]
+
+
+def _scenario(rundir: Path, v: Verdict, qos: dict[str, Any] | None, hidden: bool) -> list[str]:
+    out = [f'<h2 id="{_e(v.name)}">{_e(v.name)}: {_verdict(v, hidden)}</h2>',
+           f"<p>STUN {'on' if v.stun else 'off'}, trunk <code>{_e(v.trunk)}</code>; files in "
+           f'<a href="{_e(v.name)}/">{_e(v.name)}/</a>.</p>']
+    if not hidden:
+        failed = [k for k, ok in v.checks.items() if not ok]
+        out.append(f"<p>Checks failed: {_e(', '.join(failed) if failed else 'none')}.</p>")
+        out.append('<ul class="evidence">' + "".join(
+            f"<li>{_evidence(v.name, line)}</li>" for line in v.evidence) + "</ul>")
+    for svg in sorted((rundir / v.name / "ladders").glob("*.svg")):
+        rel = f"{v.name}/ladders/{svg.name}"
+        out.append(f'<p><b>Ladder {_e(svg.stem)}</b> (<a href="{_e(rel[:-4])}.txt">as text</a>)'
+                   f'</p><img src="{_e(rel)}" alt="SIP ladder of {_e(v.name)} {_e(svg.stem)}">')
+    if qos is not None:
+        out.append(f"<p><b>QoS</b> ({_e(qos.get('mechanism', ''))})</p>")
+        out += _qos_table([*qos["rows"], *qos.get("averages", {}).values()])
+        for fig in ("jitter", "delta", "owd", "mos"):
+            path = f"figures/{v.name}-{fig}.png"
+            if (rundir / path).exists():
+                out.append(f'<img src="{_e(path)}" alt="{_e(fig)} of {_e(v.name)}">')
+    return out
+
+
+def write_html(rundir: Path, plan: Plan, verdicts: list[Verdict], meta: dict[str, Any],
+               hidden: bool = False) -> Path:
+    """Write report.html; `hidden` keeps verdicts and explanations out (the quiz)."""
+    qos_doc = json.loads((rundir / "qos.json").read_text()) \
+        if (rundir / "qos.json").exists() else {"scenarios": []}
+    qos = {s["name"]: s for s in qos_doc["scenarios"]}
+    versions = json.loads((rundir / "versions.json").read_text()) \
+        if (rundir / "versions.json").exists() else {}
+    state = ("interrupted: partial results" if meta.get("interrupted") else
+             f"failed: {meta['failure']}" if meta.get("failure") else
+             "" if meta.get("complete") else "incomplete")
+    body = [f"<h1>natlab run {_e(meta.get('run_id'))}</h1>"]
+    if state:
+        body.append(f'<p class="banner"><b>{_e(state)}</b></p>')
+    wall = meta.get("wall_s")
+    body.append(f"<p>Host {_e(meta.get('host'))}, kernel {_e(meta.get('kernel'))}, config "
+                f"<code>{_e(meta.get('config'))}</code>, wall time "
+                f"{_e(f'{wall:.1f} s' if wall is not None else 'unknown')}.</p>")
+    if versions:
+        body.append("<p>Versions: " + ", ".join(f"{_e(k)} {_e(v)}" for k, v in versions.items()
+                                              if v) + ".</p>")
+    body += ["<h2>The network</h2>", f"<pre>{_e(diagram(plan))}</pre>",
+             "<h2>Verdicts</h2>",
+             "<p>A call <b>works</b> when both sides reach CONFIRMED, the BYE is answered, "
+             "each direction receives at least 95 % of the RTP the other side sent, and each "
+             "recording holds the far tone. Frame numbers are Wireshark's: open the pcap and "
+             "use Go to frame.</p>", *_summary(verdicts, hidden)]
+    if (rundir / "figures" / "sweep.png").exists():
+        body.append('<h2>Impairment sweep</h2><img src="figures/sweep.png" alt="sweep">')
+    for v in verdicts:
+        body += _scenario(rundir, v, qos.get(v.name), hidden)
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>natlab run {_e(meta.get('run_id'))}</title>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<style>{CSS}</style><script>{CHECK_IMAGES}</script></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+    path = rundir / "report.html"
+    path.write_text(page)
+    return path

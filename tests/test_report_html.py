@@ -1,0 +1,64 @@
+"""report.html as a browser shows it: headless Chromium loads it from the run folder (stored
+real captures, no root), every image loads, no console errors, a summary row per scenario."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, requires_tool
+
+from natlab import pipeline
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--allow-file-access-from-files"]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rundir = tmp_path_factory.mktemp("html") / "run"
+    shutil.copytree(ROOT / "tests" / "data" / "run", rundir)
+    pipeline.report(rundir, pipeline.analyse(rundir))
+    return rundir / "report.html"
+
+
+def chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["chromium", *FLAGS, f"--user-data-dir={profile}", *extra,
+                           page.as_uri()], capture_output=True, text=True, timeout=120)
+
+
+@requires_tool("chromium")
+def test_page_loads_every_image_without_console_errors(page: Path, tmp_path: Path) -> None:
+    res = chromium(page, tmp_path / "profile", "--enable-logging=stderr", "--v=0",
+                   "--virtual-time-budget=10000", "--dump-dom")
+    assert res.returncode == 0, res.stderr[-2000:]
+    m = re.search(r'data-images="(\d+) loaded (\d+)"', res.stdout)
+    assert m, "the page's load handler did not run"
+    images = page.read_text().count("<img ")
+    assert int(m[1]) == images >= 10 + 8 and m[2] == m[1], m[0]  # 10 ladders + QoS figures
+    console = [line for line in res.stderr.splitlines() if "CONSOLE" in line]
+    assert console == []
+    rows = re.findall(r'<tr><td><a href="#([\w-]+)">', res.stdout)
+    assert len(rows) == 10 and len(set(rows)) == 10
+
+
+@requires_tool("chromium")
+def test_screenshot_on_a_laptop_screen(page: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    res = chromium(page, tmp_path / "profile", "--window-size=1366,900",
+                   f"--screenshot={shot}", "--hide-scrollbars")
+    assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_frame_references_link_to_the_captures(page: Path) -> None:
+    text = page.read_text()
+    links = re.findall(r'<a class="frame" href="([^"]+)"', text)
+    assert len(links) >= 40
+    for href in links:
+        assert (page.parent / href).is_file(), href
+    for img in re.findall(r'<img src="([^"]+)"', text):
+        assert (page.parent / img).is_file(), img

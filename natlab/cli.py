@@ -11,6 +11,7 @@ from natlab.constants import STUN_PORT
 from natlab.errors import InputError, NatlabError
 from natlab.guard import AlreadyRunning, RunLock, clean_leftovers, is_locked, raise_on_term
 from natlab.preflight import preflight
+from report import quiz
 from report.write import new_run_dir, text_table
 from scenarios.model import TRUNKS, available_sets, select
 from topology.plan import Plan, load_plan
@@ -35,8 +36,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                  else select(plan, names=args.scenario))  # all input is checked before any start
     out = pipeline.run(plan, scenarios, Path(args.results).resolve(),
                        sets if not args.scenario else ["custom"],
-                       progress=lambda line: print(line, flush=True))
-    print(text_table(out.verdicts))
+                       progress=lambda line: print(line, flush=True), quiz_run=args.quiz)
+    print(text_table(out.verdicts, hidden=args.quiz))
+    if args.quiz:
+        print(f"natlab: quiz: write your predictions into {out.rundir}/predictions.toml, then "
+              f"run: natlab grade {out.rundir}")
     print(f"natlab: wrote {out.rundir}/summary.json and report.md; open {out.rundir}/report.html")
     if out.interrupted:
         print("natlab: interrupted; everything was torn down, partial results kept",
@@ -61,6 +65,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     pipeline.report(rundir, analysis)
     print(text_table(analysis.verdicts))
     print(f"natlab: rewrote {rundir}/summary.json, report.md and report.html")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Score a quiz run's predictions, then reveal its report."""
+    rundir = Path(args.rundir).resolve()
+    if not (rundir / pipeline.RUN_FILE).exists():
+        raise InputError(f"{rundir} is not a natlab run folder (no {pipeline.RUN_FILE})")
+    analysis = pipeline.analyse(rundir)
+    answers = quiz.grade(rundir, analysis.verdicts,
+                         Path(args.predictions) if args.predictions else None)
+    for a in answers:
+        print(f"{a.scenario:32} predicted {a.predicted:5}  verdict {a.verdict:5}  "
+              f"{'right' if a.right else 'WRONG'}")
+    print(f"natlab: {sum(a.right for a in answers)}/{len(answers)} right; the report now shows "
+          f"every verdict: {rundir}/report.html")
+    pipeline.report(rundir, analysis)
     return 0
 
 
@@ -156,12 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", action="append", metavar="NAME",
                      help="run only this scenario (repeatable; a name or a .toml path)")
     run.add_argument("--results", default=str(ROOT / "results"), help="results folder")
+    run.add_argument("--quiz", action="store_true",
+                     help="hide the verdicts until predictions are written and graded")
     run.add_argument("--strict", action="store_true",
                      help="exit 1 when a verdict differs from the scenario's expectation")
     run.set_defaults(func=cmd_run)
     rep = sub.add_parser("report", help="analyse a finished run again and rewrite its report")
     rep.add_argument("rundir", nargs="?", default=str(ROOT / "results" / "latest"))
     rep.set_defaults(func=cmd_report)
+    grd = sub.add_parser("grade", help="score a quiz run's predictions and reveal its report")
+    grd.add_argument("rundir", help="a quiz run folder")
+    grd.add_argument("predictions", nargs="?", help="predictions TOML (default: in the run)")
+    grd.set_defaults(func=cmd_grade)
     exp = sub.add_parser("explain", help="a scenario's verdict, explanation and SIP ladder")
     exp.add_argument("rundir", help="a run folder, e.g. results/latest")
     exp.add_argument("scenario", nargs="*", help="scenario names (default: all)")

@@ -26,6 +26,7 @@ from natlab.errors import AnalysisError, InputError, NatlabError, RunFailure
 from natlab.guard import RunLock, clean_leftovers, raise_on_term
 from natlab.preflight import preflight
 from natlab.versions import versions
+from report import quiz
 from report.html import write_html
 from report.ladder import write as draw_ladder
 from report.qos import QosScenario, write_qos
@@ -83,7 +84,7 @@ def _write_meta(rundir: Path, meta: dict[str, Any]) -> None:
 
 
 def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
-        progress: Any = print) -> Outcome:
+        progress: Any = print, quiz_run: bool = False) -> Outcome:
     """Run every scenario, then analyse and report what finished. Ctrl-C or a run failure
     stops the loop; what finished is still analysed and the run is marked."""
     from scenarios.runner import run_scenario  # needs Mininet: only when running
@@ -93,6 +94,7 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
     lock.acquire(results, _phones(plan))  # every process of the run names a path under it
     rundir = new_run_dir(results)
     meta = _freeze(rundir, plan, scenarios, sets)
+    meta["quiz"] = quiz_run
     raise_on_term()
     started = time.monotonic()
     interrupted, failure = False, None
@@ -217,12 +219,16 @@ def analyse(rundir: Path, names: list[str] | None = None) -> Analysis:
 
 
 def report(rundir: Path, analysis: Analysis) -> None:
-    """summary.json, verdict.json per scenario, qos.json/csv and figures, report.md."""
+    """summary.json, verdict.json per scenario, qos.json/csv and figures, report.md,
+    report.html (verdicts hidden in an ungraded quiz run, with a predictions template)."""
+    hide = quiz.hidden(rundir, analysis.meta)
+    if hide:
+        quiz.write_template(rundir, analysis.verdicts)
     for v in analysis.verdicts:
         folder = rundir / v.name
         if folder.is_dir():
             (folder / "verdict.json").write_text(json.dumps(v.as_dict(), indent=2) + "\n")
         for label, ladder in analysis.ladders.get(v.name, []):
             draw_ladder(ladder, f"{v.name} {label}", folder / "ladders" / label)
-    write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos))
-    write_html(rundir, load_plan(rundir / CONFIG_FILE), analysis.verdicts, analysis.meta)
+    write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos), hide)
+    write_html(rundir, load_plan(rundir / CONFIG_FILE), analysis.verdicts, analysis.meta, hide)

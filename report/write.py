@@ -11,14 +11,17 @@ from analysis.verdict import Verdict
 HEADER = ("scenario", "stun", "trunk", "verdict", "paper", "RTP rx caller", "RTP rx callee")
 
 
-def table_rows(verdicts: list[Verdict]) -> list[tuple[str, ...]]:
+def table_rows(verdicts: list[Verdict], hidden: bool = False) -> list[tuple[str, ...]]:
+    if hidden:  # a quiz: nothing that gives the verdict away
+        return [(v.name, "on" if v.stun else "off", v.trunk, "?", "?", "?", "?")
+                for v in verdicts]
     return [(v.name, "on" if v.stun else "off", v.trunk, v.verdict,
              "agrees" if v.verdict == v.expect else f"expected {v.expect}",
              str(v.rtp_received["caller"]), str(v.rtp_received["callee"])) for v in verdicts]
 
 
-def text_table(verdicts: list[Verdict]) -> str:
-    rows = [HEADER, *table_rows(verdicts)]
+def text_table(verdicts: list[Verdict], hidden: bool = False) -> str:
+    rows = [HEADER, *table_rows(verdicts, hidden)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -42,7 +45,7 @@ def _state(meta: dict[str, Any]) -> list[str]:
     return []
 
 
-def markdown(verdicts: list[Verdict], meta: dict[str, Any]) -> str:
+def markdown(verdicts: list[Verdict], meta: dict[str, Any], hidden: bool = False) -> str:
     wall = meta.get("wall_s")
     out = [f"# natlab run {meta['run_id']}", "", *_state(meta),
            f"Host {meta.get('host')}, kernel {meta.get('kernel')}, config `{meta.get('config')}`, "
@@ -53,7 +56,11 @@ def markdown(verdicts: list[Verdict], meta: dict[str, Any]) -> str:
            "recording contains the other side's tone. The paper's claim: only STUN on the phones "
            "plus NAT-aware trunk settings on the PBXs make the call work.", "",
            "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    out += ["| " + " | ".join(r) + " |" for r in table_rows(verdicts)]
+    out += ["| " + " | ".join(r) + " |" for r in table_rows(verdicts, hidden)]
+    if hidden:
+        return "\n".join([*out, "", "Verdicts and explanations are hidden until you have "
+                           "written your predictions into predictions.toml and run "
+                           "`natlab grade`.", ""])
     out += ["", "## Explanations", ""]
     for v in verdicts:
         out += [f"### {v.name}: {v.verdict}", "",
@@ -68,10 +75,10 @@ def markdown(verdicts: list[Verdict], meta: dict[str, Any]) -> str:
 
 
 def write_run(rundir: Path, verdicts: list[Verdict], meta: dict[str, Any],
-              extra_md: list[str] | None = None) -> None:
+              extra_md: list[str] | None = None, hidden: bool = False) -> None:
     (rundir / "summary.json").write_text(json.dumps(summary(verdicts, meta), indent=2) + "\n")
-    text = markdown(verdicts, meta)
-    if extra_md:
+    text = markdown(verdicts, meta, hidden)
+    if extra_md and not hidden:
         text += "\n" + "\n".join(extra_md) + "\n"
     (rundir / "report.md").write_text(text)
 

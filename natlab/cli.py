@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                  else select(plan, names=args.scenario))  # all input is checked before any start
     out = pipeline.run(plan, scenarios, Path(args.results).resolve(),
                        sets if not args.scenario else ["custom"],
-                       progress=lambda line: print(line, flush=True), quiz_run=args.quiz)
+                       quiz_run=args.quiz)
     print(text_table(out.verdicts, hidden=args.quiz))
     if args.quiz:
         print(f"natlab: quiz: write your predictions into {out.rundir}/predictions.toml, then "

@@ -25,6 +25,7 @@ from analysis.verdict import Subject, Verdict, combine, error_verdict
 from natlab.errors import AnalysisError, InputError, NatlabError, RunFailure
 from natlab.guard import RunLock, clean_leftovers, raise_on_term
 from natlab.preflight import preflight
+from natlab.progress import Progress
 from natlab.versions import versions
 from report import quiz
 from report.html import write_html
@@ -84,11 +85,12 @@ def _write_meta(rundir: Path, meta: dict[str, Any]) -> None:
 
 
 def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
-        progress: Any = print, quiz_run: bool = False) -> Outcome:
+        progress: Progress | None = None, quiz_run: bool = False) -> Outcome:
     """Run every scenario, then analyse and report what finished. Ctrl-C or a run failure
     stops the loop; what finished is still analysed and the run is marked."""
     from scenarios.runner import run_scenario  # needs Mininet: only when running
 
+    progress = progress or Progress()
     preflight()
     lock = RunLock()
     lock.acquire(results, _phones(plan))  # every process of the run names a path under it
@@ -100,9 +102,10 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
     interrupted, failure = False, None
     try:
         for sc in scenarios:
-            progress(f"natlab: {sc.name}: {sc.description} ...")
-            rec = run_scenario(plan, sc, rundir / sc.name)
-            progress(f"natlab: {sc.name}: ran {len(rec.calls)} call(s) in {rec.seconds:.1f} s")
+            progress.line(f"natlab: {sc.name}: {sc.description} ...")
+            rec = run_scenario(plan, sc, rundir / sc.name, progress)
+            progress.line(f"natlab: {sc.name}: ran {len(rec.calls)} call(s) in "
+                          f"{rec.seconds:.1f} s")
     except KeyboardInterrupt:
         interrupted = True
     except RunFailure as exc:

@@ -114,7 +114,12 @@ def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
     if len(set(phones)) != len(phones):
         raise ConfigError(f"{where}: a phone appears in two concurrent pairs")
     wan, wan_values = _wan(where, data.get("wan", "clean"), plan)
-    sc = Scenario(name=path.stem, description=str(data.get("description", "")),
+    try:  # descriptions name the phones of the plan in use
+        description = str(data.get("description", "")).format(
+            caller=caller, callee=callee, **kind.fields(spec))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{where}: description names an unknown field {exc}") from None
+    sc = Scenario(name=path.stem, description=description,
                   stun=data["stun"], trunk=trunk, expect=expect, caller=caller, callee=callee,
                   duration_s=duration, calls=calls, pairs=pairs, wan=wan,
                   wan_values=wan_values, qos=bool(data.get("qos", False)), kind=kind_name,

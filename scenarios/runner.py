@@ -7,12 +7,14 @@ scenario's record (analysis.record), even when the run is interrupted or fails.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 from analysis.record import CallRecord, ScenarioRecord
 from capture.tcpdump import start_captures
 from natlab.constants import READY_TIMEOUT_S, STUN_PORT
+from natlab.progress import Progress
 from scenarios.agentproc import call_dir
 from scenarios.kinds import KINDS
 from scenarios.kinds.base import RoundContext
@@ -84,13 +86,15 @@ def _pcap_dir(sc: Scenario, rnd: int) -> str:
     return "." if sc.calls == 1 else f"round-{rnd:02d}"
 
 
-def run_scenario(plan: Plan, sc: Scenario, outdir: Path) -> ScenarioRecord:
+def run_scenario(plan: Plan, sc: Scenario, outdir: Path,
+                 progress: Progress | None = None) -> ScenarioRecord:
     """One network and one set of daemons per scenario; calls run in rounds, each round with
     its own captures. The record is saved whatever happens (status complete, interrupted or
     failed); the exception, if any, goes on to the caller."""
     outdir.mkdir(parents=True, exist_ok=True)
     kind = KINDS[sc.kind]
     rec = ScenarioRecord(name=sc.name, kind=sc.kind, status="failed")
+    progress = progress or Progress(quiet=True)
     started = time.monotonic()
     try:
         with Network(plan, port_forwards(plan, sc.trunk)) as net, ExitStack() as stack:
@@ -101,7 +105,8 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path) -> ScenarioRecord:
                 rdir = outdir / _pcap_dir(sc, rnd)
                 rdir.mkdir(parents=True, exist_ok=True)
                 t0 = time.monotonic()
-                with ExitStack() as round_stack:
+                with ExitStack() as round_stack, progress.status(
+                        _round_line(sc, rnd, len(calls))):
                     specs = [(net.host(node), intf, rdir / f"{key}.pcap")
                              for node, intf, key in capture_points(plan, kind.phones(sc, calls))]
                     for cap in start_captures(specs):
@@ -120,6 +125,13 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path) -> ScenarioRecord:
         rec.seconds = round(time.monotonic() - started, 2)
         rec.save(outdir)
     return rec
+
+
+def _round_line(sc: Scenario, rnd: int, calls: int) -> Callable[[float], str]:
+    def render(elapsed: float) -> str:
+        return (f"natlab: {sc.name}: round {rnd} of {sc.rounds}, {calls} call(s) up, "
+                f"media {max(0.0, sc.duration_s - elapsed):.0f} s left")
+    return render
 
 
 def _record(sc: Scenario, call: Call, outdir: Path, seconds: float) -> CallRecord:

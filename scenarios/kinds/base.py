@@ -61,6 +61,10 @@ class Kind:
     def endpoints(self, spec: Any, caller: str, callee: str) -> tuple[str, str]:
         return caller, callee
 
+    def fields(self, spec: Any) -> dict[str, str]:
+        """Names a description may use besides {caller} and {callee}."""
+        return {}
+
     def validate(self, sc: Scenario) -> None:
         """Checks across common keys and the kind's own (ConfigError)."""
 

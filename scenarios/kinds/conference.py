@@ -57,6 +57,9 @@ class ConferenceKind(Kind):
             plan.lan_of(p)
         return ConferenceSpec(room, parts)
 
+    def fields(self, spec: ConferenceSpec) -> dict[str, str]:
+        return {"room": spec.room, "participants": ", ".join(spec.participants)}
+
     def endpoints(self, spec: ConferenceSpec, caller: str, callee: str) -> tuple[str, str]:
         return spec.participants[0], spec.room
 

@@ -85,6 +85,9 @@ class RingGroupKind(CallKind):
                              tuple(sorted((str(k), float(v)) for k, v in delays.items())),
                              no_answer)
 
+    def fields(self, spec: RingGroupSpec) -> dict[str, str]:
+        return {"group": spec.ext, "members": ", ".join(spec.members)}
+
     def endpoints(self, spec: RingGroupSpec, caller: str, callee: str) -> tuple[str, str]:
         return caller, spec.ext
 

@@ -26,7 +26,7 @@ def call_dir(sc: Scenario, call: Call, outdir: Path) -> Path:
 
 
 def phone_args(plan: Plan, sc: Scenario, ext: str, name: str, tone: int,
-               workdir: Path) -> list[str]:
+               workdir: Path, password: str | None = None) -> list[str]:
     """Common command line of a phone agent (pjsua2, or baresip where the scenario says)."""
     lan = plan.lan_of(ext)
     module = "agents.baresip_agent" if ext in sc.baresip else "agents.sipagent"
@@ -40,13 +40,16 @@ def phone_args(plan: Plan, sc: Scenario, ext: str, name: str, tone: int,
         args.append("--video")
     if sc.stun:
         args += ["--stun", f"{plan.servers.stun}:{STUN_PORT}"]
+    if password is not None:  # digest password at the PBX (protected PBX)
+        args += ["--password", password]
     return args
 
 
-def agent_args(plan: Plan, sc: Scenario, call: Call, role: str, workdir: Path) -> list[str]:
+def agent_args(plan: Plan, sc: Scenario, call: Call, role: str, workdir: Path,
+               passwords: dict[str, str] | None = None) -> list[str]:
     ext = call.caller if role == "caller" else call.callee
     tone = plan.call.caller_tone_hz if role == "caller" else plan.call.callee_tone_hz
-    args = phone_args(plan, sc, ext, role, tone, workdir)
+    args = phone_args(plan, sc, ext, role, tone, workdir, (passwords or {}).get(ext))
     return args + (["--call", call.callee] if role == "caller" else ["--answer"])
 
 

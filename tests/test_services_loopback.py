@@ -19,6 +19,7 @@ from services.daemon import DaemonError
 from services.host import LocalHost
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
 from services.probe import sip_options, stun_binding
+from topology.plan import DEFAULT_PLAN, ConfigError, parse_plan, read_toml
 
 SIP_PORT, TRUNK_PORT, STUN_PORT = 15060, 15080, 34780
 PASSWORDS = make_credentials(["2001", "2005"])
@@ -368,3 +369,19 @@ def test_credentials() -> None:
     assert fixed["2001"] == "lab-pass-2001" and fixed["2005"] != "lab-pass-2001"
     with pytest.raises(ValueError, match="password of 2005"):
         make_credentials(exts, given={"2005": "short"})
+
+
+def test_plan_auth_passwords() -> None:
+    data = read_toml(DEFAULT_PLAN, "config")
+    assert parse_plan(data).passwords == {}
+    data["auth"] = {"passwords": {"2005": "lab-pass-2005", "1002": "lab-pass-1002"}}
+    plan = parse_plan(data)
+    assert plan.passwords == {"2005": "lab-pass-2005", "1002": "lab-pass-1002"}
+    assert "lab-pass" not in repr(plan)
+    for bad, message in (({"passwords": {"3001": "lab-pass-3001"}}, "not an extension"),
+                         ({"passwords": {"2005": "a b c d e f"}}, "password of 2005"),
+                         ({"passwords": {"2005": 12345678}}, "password of 2005"),
+                         ({"insecure": True}, "takes only passwords")):
+        data["auth"] = bad
+        with pytest.raises(ConfigError, match=message):
+            parse_plan(data)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 # Printable, no space, quote, backslash or `$` (kamailio strings and baresip account lines).
 PASSWORD_RE = re.compile(r"^[A-Za-z0-9._~+=!#%&*,:;?@^-]{8,64}$")
@@ -44,3 +47,25 @@ def make_credentials(extensions: Iterable[str], seed: str | None = None,
         else:
             out[ext] = secrets.token_urlsafe(GENERATED_BYTES)
     return out
+
+
+def write_credentials(path: Path, credentials: Mapping[str, str]) -> None:
+    """{ext: password} as JSON, readable by its owner only (0600 from creation on)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(dict(sorted(credentials.items())), fh, indent=2)
+        fh.write("\n")
+
+
+def read_credentials(path: Path) -> dict[str, str]:
+    """What write_credentials wrote (ValueError, without any password, if malformed)."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: not JSON") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ValueError(f"{path}: not a map of extension -> password")
+    for ext, password in data.items():
+        check_password(ext, password)
+    return data

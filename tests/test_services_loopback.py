@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.coturn import Coturn, CoturnOptions
-from services.credentials import make_credentials
+from services.credentials import make_credentials, read_credentials, write_credentials
 from services.daemon import DaemonError
 from services.host import LocalHost
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
@@ -356,6 +356,17 @@ def test_protected_pbx_without_passwords_does_not_start(tmp_path: Path) -> None:
     daemon = Kamailio(LocalHost(), tmp_path, replace(PBX, passwords={}))
     with pytest.raises(DaemonError, match="protected but no passwords"):
         daemon.render()
+
+
+def test_credentials_file(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "credentials.json"
+    write_credentials(path, PASSWORDS)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_credentials(path) == PASSWORDS
+    path.write_text('{"2001": "x y"}')
+    with pytest.raises(ValueError, match="password of 2001") as info:
+        read_credentials(path)
+    assert "x y" not in str(info.value)
 
 
 def test_credentials() -> None:

@@ -30,13 +30,12 @@ from typing import Any
 from agents import baresip_conf as bc
 from agents.report import Report as BaseReport
 from agents.runmain import (
-    Parser,
     UsageError,
+    add_phone_options,
     agent_main,
+    agent_parser,
     check_phone_args,
-    host_port,
-    ipv4,
-    positive,
+    wait_registered,
 )
 from agents.tones import write_tone
 
@@ -50,39 +49,22 @@ STATES = {"CALL_INCOMING": ("INCOMING", None), "CALL_RINGING": ("EARLY", 180),
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m agents.baresip_agent", description=__doc__.split("\n")[0])
-    add = p.add_argument
-    add("--ext", required=True, help="extension / SIP user name, e.g. 1002")
-    add("--bind", required=True, type=ipv4, metavar="IP", help="local IPv4 address")
-    add("--sip-port", type=positive(int), default=5060, metavar="PORT",
-        help="SIP UDP/TCP port; TCP PORT+1 is taken too (5060)")
-    add("--rtp-port", type=positive(int), default=4000, metavar="PORT",
-        help="even first RTP port: audio uses it (with --video audio and video take "
-             "PORT and PORT+2 in either order) (4000)")
-    add("--pbx", type=host_port(False), metavar="IP[:PORT]",
-        help="registrar/proxy: REGISTER sip:EXT@PBX (no auth) before anything else")
-    role = p.add_mutually_exclusive_group(required=True)
-    role.add_argument("--call", metavar="TARGET",
-                      help="call TARGET: an extension (sip:TARGET@PBX) or a full sip: URI")
-    role.add_argument("--answer", action="store_true", help="answer one call: 180, then 200 OK")
-    role.add_argument("--no-answer", action="store_true",
-                      help="take one call: 180, ring until CANCEL/max-wait")
-    add("--answer-delay", type=float, default=ANSWER_DELAY, metavar="S",
-        help=f"--answer: seconds between 180 Ringing and 200 OK ({ANSWER_DELAY:g})")
-    add("--stun", type=host_port(True), metavar="IP:PORT",
-        help="STUN server for media (baresip's stun medianat): public address in the SDP")
-    add("--duration", type=positive(float), default=10.0, metavar="S",
-        help="caller: hang up this many seconds after the call is established (10)")
-    add("--max-wait", type=positive(float), metavar="S",
-        help="hard bound on registration and, again, on the call (duration + 8)")
-    add("--tone-hz", type=positive(float), metavar="HZ",
-        help="play a sine of HZ into the call (silence without it)")
-    add("--video", action="store_true", help="offer/accept VP8 video from a fake source")
-    add("--workdir", type=Path, default=Path("."), metavar="DIR",
-        help="config dir, tone WAV, <ext>-heard.wav and <ext>-baresip.log go here (.)")
-    add("--report", type=Path, metavar="PATH", help="JSON report (<workdir>/<ext>-report.json)")
-    add("--ready-file", type=Path, metavar="PATH",
-        help="touched once registered (once running without --pbx)")
+    p = agent_parser(
+        "python -m agents.baresip_agent", __doc__.split("\n")[0],
+        ext_help="extension / SIP user name, e.g. 1002",
+        sip_help="SIP UDP/TCP port; TCP PORT+1 is taken too (5060)",
+        rtp_help="even first RTP port: audio uses it (with --video audio and video take "
+                 "PORT and PORT+2 in either order) (4000)",
+        max_wait_help="hard bound on registration and, again, on the call (duration + 8)",
+        workdir_help="config dir, tone WAV, <ext>-heard.wav and <ext>-baresip.log go here (.)",
+        ready_help="touched once registered (once running without --pbx)",
+        stun_help="STUN server for media (baresip's stun medianat): public address in the SDP")
+    add_phone_options(p, ANSWER_DELAY,
+                      duration_help="caller: hang up this many seconds after the call is "
+                                    "established (10)",
+                      tone_help="play a sine of HZ into the call (silence without it)")
+    p.add_argument("--video", action="store_true",
+                   help="offer/accept VP8 video from a fake source")
     return p
 
 
@@ -132,7 +114,7 @@ class Agent:
         # aufile ends the call at the end of the file: make it outlast the call
         write_tone(tone, a.tone_hz or 1000.0, a.max_wait + 5, amplitude=0.3 if a.tone_hz else 0)
         opts = bc.Options(a.ext, a.bind, a.sip_port, a.rtp_port, bc.free_tcp_port(), a.pbx, a.stun,
-                          a.video, tone.resolve(), self.snd_dir.resolve())  # fmt: skip
+                          a.video, tone.resolve(), self.snd_dir.resolve(), a.password)  # fmt: skip
         bc.write_config(self.conf_dir, opts)
         self.bs = bc.Baresip(self.conf_dir, a.workdir / f"{a.ext}-baresip.log", opts.ctrl_port,
                           START_TIMEOUT + 2 * a.max_wait + 4 * bc.QUIT_TIMEOUT + 10)  # fmt: skip
@@ -161,19 +143,8 @@ class Agent:
             self.closed_at = self.now()
 
     def _register(self) -> bool:
-        deadline = self.now() + self.args.max_wait
-        while self.report.register_code is None:
-            if self.stop.is_set():
-                self.report.error = "stopped by signal before registration"
-                return False
-            if self.now() >= deadline or self.closed_at is not None:
-                self.report.note_error("registration timed out")
-                return False
-            self._pump()
-        if self.report.register_code != 200:
-            self.report.error = f"registration failed: {self.report.register_code}"
-            return False
-        return True
+        return wait_registered(self.report, self._pump, self.now, self.args.max_wait, self.stop,
+                               gone=lambda: self.closed_at is not None)
 
     def _converse(self) -> None:
         assert self.bs is not None

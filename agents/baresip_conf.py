@@ -77,6 +77,7 @@ class Options:
     video: bool
     tone_wav: Path
     snd_dir: Path
+    password: str | None = None  # digest password at the PBX (auth_user is the AOR's user)
 
     @property
     def modules(self) -> list[str]:
@@ -103,6 +104,8 @@ def account_line(o: Options) -> str:
         params.append("video_codecs=VP8")
     if o.stun:
         params += ["medianat=stun", f"stunserver=stun:{o.stun}"]
+    if o.password is not None:
+        params.append(f"auth_pass={o.password}")
     return f"<{aor}>;" + ";".join(params)
 
 

@@ -18,7 +18,6 @@ import ipaddress
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pjsua2 as pj
@@ -34,7 +33,7 @@ from agents.phone import (
     parse_sdp,
     rewrite_sdp,
 )
-from agents.runmain import Parser, agent_main, host_port, ipv4, positive
+from agents.runmain import agent_main, agent_parser, check_agent_args, positive, wait_registered
 from agents.sipagent import PUMP_MS, STATS_EVERY, STUN_REFRESH, stun_map
 
 MAX_CALLS = 8
@@ -250,41 +249,30 @@ def map_ports(bind: str, ports: list[int], server: str) -> dict[int, MediaMappin
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m agents.confbridge", description=__doc__.split("\n")[0])
-    p.add_argument("--ext", required=True, help="the conference extension, e.g. 2900")
-    p.add_argument("--bind", required=True, type=ipv4, metavar="IP", help="IPv4 address")
-    p.add_argument("--sip-port", type=positive(int), default=5060, metavar="PORT",
-                   help="SIP UDP port (5060)")
-    p.add_argument("--rtp-port", type=positive(int), default=4000, metavar="PORT",
-                   help="first RTP port; call n uses PORT + 2n, wrapping at --max-calls (4000)")
-    p.add_argument("--pbx", required=True, type=host_port(False),
-                   metavar="IP[:PORT]", help="registrar: REGISTER sip:EXT@PBX (no auth)")
-    p.add_argument("--stun", type=host_port(True), metavar="IP:PORT",
-                   help="STUN server, media only, as the agent's --stun (every RTP port mapped)")
-    p.add_argument("--max-wait", type=positive(float), default=60.0, metavar="S",
-                   help="run this long after registration, then hang up on everyone (60)")
-    p.add_argument("--max-calls", type=positive(int), default=MAX_CALLS, metavar="N",
-                   help=f"participants at once; more get 486 ({MAX_CALLS})")
-    p.add_argument("--localnet", type=ipaddress.IPv4Network, metavar="CIDR",
-                   help="with --stun: peers in this subnet, or behind our own public address, "
-                        "get the private address (no hairpin NAT needed)")
-    p.add_argument("--record", action="store_true",
-                   help="record what each participant hears: <ext>-heard-<n>.wav")
-    p.add_argument("--workdir", type=Path, default=Path("."), metavar="DIR",
-                   help="recordings and pjsip log go here (.)")
-    p.add_argument("--report", type=Path, metavar="PATH",
-                   help="JSON report path (<workdir>/<ext>-report.json)")
-    p.add_argument("--ready-file", type=Path, metavar="PATH", help="touched once registered")
-    p.add_argument("--log-level", type=int, default=4, choices=range(0, 7), metavar="0-6",
-                   help="pjsip log level of <workdir>/<ext>-pjsip.log (4 logs SIP messages)")
+    p = agent_parser(
+        "python -m agents.confbridge", __doc__.split("\n")[0],
+        ext_help="the conference extension, e.g. 2900",
+        rtp_help="first RTP port; call n uses PORT + 2n, wrapping at --max-calls (4000)",
+        pbx_required=True, max_wait=60.0,
+        max_wait_help="run this long after registration, then hang up on everyone (60)",
+        workdir_help="recordings and pjsip log go here (.)",
+        ready_help="touched once registered",
+        stun_help="STUN server, media only, as the agent's --stun (every RTP port mapped)")
+    add = p.add_argument
+    add("--max-calls", type=positive(int), default=MAX_CALLS, metavar="N",
+        help=f"participants at once; more get 486 ({MAX_CALLS})")
+    add("--localnet", type=ipaddress.IPv4Network, metavar="CIDR",
+        help="with --stun: peers in this subnet, or behind our own public address, "
+             "get the private address (no hairpin NAT needed)")
+    add("--record", action="store_true",
+        help="record what each participant hears: <ext>-heard-<n>.wav")
+    add("--log-level", type=int, default=4, choices=range(0, 7), metavar="0-6",
+        help="pjsip log level of <workdir>/<ext>-pjsip.log (4 logs SIP messages)")
     return p
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
-    if args.report is None:
-        args.report = args.workdir / f"{args.ext}-report.json"
-    return args
+    return check_agent_args(build_parser().parse_args(argv))
 
 
 class Conference:
@@ -297,7 +285,8 @@ class Conference:
         self.report = Report(ext=args.ext, role="conference", bind=args.bind, stun=args.stun,
                              t0_wall=clock.t0_wall)
         cfg = PhoneConfig(ext=args.ext, bind=args.bind, sip_port=args.sip_port,
-                          rtp_port=args.rtp_port, pbx=args.pbx, tone_wav=None,
+                          rtp_port=args.rtp_port, pbx=args.pbx, password=args.password,
+                          tone_wav=None,
                           record_path=args.workdir / f"{args.ext}-heard.wav",
                           log_path=args.workdir / f"{args.ext}-pjsip.log",
                           log_level=args.log_level)
@@ -320,16 +309,8 @@ class Conference:
             self.bridge.close()
 
     def _register(self) -> bool:
-        deadline = self.clock.now() + self.args.max_wait
-        while self.report.register_code is None:
-            if self.stop.is_set() or self.clock.now() >= deadline:
-                self.report.error = "registration: no answer before stop/max-wait"
-                return False
-            self.bridge.pump(PUMP_MS)
-        if self.report.register_code != 200:
-            self.report.error = f"registration failed: {self.report.register_code}"
-            return False
-        return True
+        return wait_registered(self.report, lambda: self.bridge.pump(PUMP_MS), self.clock.now,
+                               self.args.max_wait, self.stop)
 
     def _map_media(self) -> None:
         if not self.args.stun:

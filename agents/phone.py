@@ -55,6 +55,7 @@ class PhoneConfig:
     record_path: Path
     log_path: Path | None
     log_level: int
+    password: str | None = None  # digest password at the PBX (any realm)
 
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -211,6 +212,9 @@ class Phone:
             acc.idUri = f"sip:{c.ext}@{c.pbx}"
             acc.regConfig.registrarUri = f"sip:{c.pbx}"
             acc.regConfig.retryIntervalSec = 0
+            if c.password is not None:  # answers 401 (REGISTER) and 407 (INVITE) of any realm
+                acc.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", c.ext, 0,
+                                                               c.password))
         else:
             acc.idUri = f"sip:{c.ext}@{c.bind}:{c.sip_port}"
         acc.sipConfig.transportId = transport_id

@@ -19,12 +19,17 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import pjsua2 as pj
 
 from agents.phone import Clock, MediaMapping, Phone, PhoneConfig, Report
-from agents.runmain import Parser, agent_main, check_phone_args, host_port, ipv4, positive
+from agents.runmain import (
+    add_phone_options,
+    agent_main,
+    agent_parser,
+    check_phone_args,
+    wait_registered,
+)
 from agents.tones import write_tone
 from services import stunmsg
 
@@ -37,86 +42,20 @@ STUN_REFRESH = 20.0  # seconds: re-map while idle (conntrack forgets idle UDP af
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m agents.sipagent", description=__doc__.split("\n")[0])
-    p.add_argument("--ext", required=True, help="extension / SIP user name, e.g. 1002")
-    p.add_argument(
-        "--bind", required=True, type=ipv4, metavar="IP", help="local IPv4 address for SIP and RTP"
-    )
-    p.add_argument(
-        "--sip-port", type=positive(int), default=5060, metavar="PORT", help="SIP UDP port (5060)"
-    )
-    p.add_argument(
-        "--rtp-port", type=positive(int), default=4000, metavar="PORT", help="RTP port (4000)"
-    )
-    p.add_argument(
-        "--pbx",
-        type=host_port(False),
-        metavar="IP[:PORT]",
-        help="registrar/proxy: REGISTER sip:EXT@PBX (no auth) before anything else",
-    )
-    role = p.add_mutually_exclusive_group(required=True)
-    role.add_argument(
-        "--call",
-        metavar="TARGET",
-        help="call TARGET: an extension (sip:TARGET@PBX) or a full sip: URI",
-    )
-    role.add_argument(
-        "--answer", action="store_true", help="auto-answer one call: 180, then 200 OK"
-    )
-    role.add_argument(
-        "--no-answer", action="store_true", help="take one call: 180, ring until CANCEL/max-wait"
-    )
-    p.add_argument(
-        "--answer-delay",
-        type=float,
-        default=ANSWER_DELAY,
-        metavar="S",
-        help=f"--answer: seconds between 180 Ringing and 200 OK ({ANSWER_DELAY:g})",
-    )
-    p.add_argument(
-        "--stun",
-        type=host_port(True),
-        metavar="IP:PORT",
-        help="STUN server, media only: the agent maps its RTP/RTCP ports (RFC 5389) and puts "
-        "the public address in the SDP; Contact stays private. Without it no NAT help at all",
-    )
-    p.add_argument(
-        "--duration",
-        type=positive(float),
-        default=10.0,
-        metavar="S",
-        help="caller: hang up this many seconds after CONFIRMED (10)",
-    )
-    p.add_argument(
-        "--max-wait",
-        type=positive(float),
-        metavar="S",
-        help="hard bound on the agent's life after registration (duration + 8)",
-    )
-    p.add_argument(
-        "--tone-hz", type=positive(float), metavar="HZ", help="play a looped sine of HZ"
-    )
-    p.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path("."),
-        metavar="DIR",
-        help="tone WAV, <ext>-heard.wav recording and pjsip log go here (.)",
-    )
-    p.add_argument(
-        "--report", type=Path, metavar="PATH", help="JSON report path (<workdir>/<ext>-report.json)"
-    )
-    p.add_argument(
-        "--ready-file", type=Path, metavar="PATH", help="touched once registered (or at once)"
-    )
-    p.add_argument(
-        "--log-level",
-        type=int,
-        default=4,
-        choices=range(0, 7),
-        metavar="0-6",
-        help="pjsip log level of <workdir>/<ext>-pjsip.log (4 logs SIP messages)",
-    )
+    p = agent_parser(
+        "python -m agents.sipagent", __doc__.split("\n")[0],
+        ext_help="extension / SIP user name, e.g. 1002",
+        rtp_help="RTP port (4000)",
+        max_wait_help="hard bound on the agent's life after registration (duration + 8)",
+        workdir_help="tone WAV, <ext>-heard.wav recording and pjsip log go here (.)",
+        stun_help="STUN server, media only: the agent maps its RTP/RTCP ports (RFC 5389) and "
+                  "puts the public address in the SDP; Contact stays private. Without it no "
+                  "NAT help at all")
+    add_phone_options(p, ANSWER_DELAY,
+                      duration_help="caller: hang up this many seconds after CONFIRMED (10)",
+                      tone_help="play a looped sine of HZ")
+    p.add_argument("--log-level", type=int, default=4, choices=range(0, 7), metavar="0-6",
+                   help="pjsip log level of <workdir>/<ext>-pjsip.log (4 logs SIP messages)")
     return p
 
 
@@ -179,6 +118,7 @@ class Agent:
             sip_port=a.sip_port,
             rtp_port=a.rtp_port,
             pbx=a.pbx,
+            password=a.password,
             tone_wav=tone,
             record_path=a.workdir / f"{a.ext}-heard.wav",
             log_path=a.workdir / f"{a.ext}-pjsip.log",
@@ -204,19 +144,8 @@ class Agent:
             self.phone.close()
 
     def _register(self) -> bool:
-        deadline = self.clock.now() + self.args.max_wait
-        while self.report.register_code is None:
-            if self.stop.is_set():
-                self.report.error = "stopped by signal before registration"
-                return False
-            if self.clock.now() >= deadline:
-                self.report.error = "registration timed out"
-                return False
-            self.phone.pump(PUMP_MS)
-        if self.report.register_code != 200:
-            self.report.error = f"registration failed: {self.report.register_code}"
-            return False
-        return True
+        return wait_registered(self.report, lambda: self.phone.pump(PUMP_MS), self.clock.now,
+                               self.args.max_wait, self.stop)
 
     def _map_media(self) -> None:
         """With --stun: learn the public address of the RTP and RTCP ports for the SDP."""

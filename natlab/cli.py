@@ -123,7 +123,8 @@ def cmd_cli(args: argparse.Namespace) -> int:
     from mininet.cli import CLI
     from mininet.log import setLogLevel
 
-    from scenarios.runner import port_forwards, start_services
+    from scenarios.runner import credentials, port_forwards, start_services
+    from services.credentials import write_credentials
     from topology.net import Network
 
     plan = _plan(args)
@@ -136,8 +137,10 @@ def cmd_cli(args: argparse.Namespace) -> int:
     try:
         with ExitStack() as stack:
             net = stack.enter_context(Network(plan, port_forwards(plan, args.trunk)))
-            start_services(stack, net, plan, args.trunk, None, rundir)
-            print(banner(plan, sys.executable, rundir))
+            creds = credentials(plan, [])
+            write_credentials(rundir / pipeline.CREDENTIALS_FILE, creds)
+            start_services(stack, net, plan, args.trunk, None, rundir, creds)
+            print(banner(plan, sys.executable, rundir, creds))
             setLogLevel("output")  # the CLI prints command output through Mininet's log
             CLI(net.net, script=args.script)
     finally:
@@ -146,7 +149,7 @@ def cmd_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def banner(plan: Plan, venv: str, rundir: Path) -> str:
+def banner(plan: Plan, venv: str, rundir: Path, creds: dict[str, str]) -> str:
     """What to try in the CLI, with the addresses of the plan in use."""
     caller, callee = plan.call.caller, plan.call.callee
     c_lan, e_lan = plan.lan_of(caller), plan.lan_of(callee)
@@ -159,8 +162,10 @@ natlab: topology up, STUN + both PBXs running (logs in {rundir}). Try:
   {e_lan.router_name} conntrack -L                      the router's NAT table
   {e_lan.router_name} tcpdump -ni {e_lan.router_name}-wan udp &          watch the trunk and RTP
   p{callee} {agent} --ext {callee} --bind {e_lan.phones[callee]} --pbx {e_lan.pbx} --answer \\
+        --password {creds.get(callee, '')} \\
         --stun {stun} --duration 5 --workdir /tmp --report /tmp/{callee}.json &
   p{caller} {agent} --ext {caller} --bind {c_lan.phones[caller]} --pbx {c_lan.pbx} \\
+        --password {creds.get(caller, '')} \\
         --call {callee} --stun {stun} --duration 5 --workdir /tmp --report /tmp/{caller}.json
 Type exit (or Ctrl-D) to tear everything down.
 """

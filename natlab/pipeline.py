@@ -36,9 +36,11 @@ from scenarios.kinds import KINDS
 from scenarios.kinds.base import CallInput
 from scenarios.model import Call, Scenario, load_scenario, wan_of
 from scenarios.wan import mechanism
+from services.credentials import write_credentials
 from topology.plan import Plan, load_plan, phone_name
 
 RUN_FILE = "run.json"
+CREDENTIALS_FILE = "credentials.json"
 CONFIG_FILE = "config.toml"
 SCENARIO_DIR = "scenarios"
 
@@ -88,7 +90,7 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
         progress: Progress | None = None, quiz_run: bool = False) -> Outcome:
     """Run every scenario, then analyse and report what finished. Ctrl-C or a run failure
     stops the loop; what finished is still analysed and the run is marked."""
-    from scenarios.runner import run_scenario  # needs Mininet: only when running
+    from scenarios.runner import credentials, run_scenario  # needs Mininet: only when running
 
     progress = progress or Progress()
     preflight()
@@ -97,13 +99,15 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
     rundir = new_run_dir(results)
     meta = _freeze(rundir, plan, scenarios, sets)
     meta["quiz"] = quiz_run
+    creds = credentials(plan, scenarios)
+    write_credentials(rundir / CREDENTIALS_FILE, creds)  # 0600; never in a report
     raise_on_term()
     started = time.monotonic()
     interrupted, failure = False, None
     try:
         for sc in scenarios:
             progress.line(f"natlab: {sc.name}: {sc.description} ...")
-            rec = run_scenario(plan, sc, rundir / sc.name, progress)
+            rec = run_scenario(plan, sc, rundir / sc.name, creds, progress)
             progress.line(f"natlab: {sc.name}: ran {len(rec.calls)} call(s) in "
                           f"{rec.seconds:.1f} s")
     except KeyboardInterrupt:

@@ -26,9 +26,9 @@ def call_dir(sc: Scenario, call: Call, outdir: Path) -> Path:
 
 
 def phone_args(plan: Plan, sc: Scenario, ext: str, name: str, tone: int, workdir: Path,
-               extra: list[str] | None = None) -> list[str]:
+               extra: list[str] | None = None, password: str | None = None) -> list[str]:
     """Common command line of a phone agent (pjsua2, or baresip where the scenario says),
-    plus the kind's `extra` options."""
+    plus the kind's `extra` options and the phone's digest password (protected PBX)."""
     lan = plan.lan_of(ext)
     args = [sys.executable, "-m", AGENT_MODULES[sc.agent_of(ext)], "--ext", ext,
             "--bind", lan.phones[ext], "--pbx", f"{lan.pbx}:{SIP_PORT}",
@@ -40,14 +40,17 @@ def phone_args(plan: Plan, sc: Scenario, ext: str, name: str, tone: int, workdir
     args += extra or []
     if sc.stun:
         args += ["--stun", f"{plan.servers.stun}:{STUN_PORT}"]
+    if password is not None:  # digest password at the PBX (protected PBX)
+        args += ["--password", password]
     return args
 
 
 def agent_args(plan: Plan, sc: Scenario, call: Call, role: str, workdir: Path,
-               extra: list[str] | None = None) -> list[str]:
+               extra: list[str] | None = None,
+               passwords: dict[str, str] | None = None) -> list[str]:
     ext = call.caller if role == "caller" else call.callee
     tone = plan.call.caller_tone_hz if role == "caller" else plan.call.callee_tone_hz
-    args = phone_args(plan, sc, ext, role, tone, workdir, extra)
+    args = phone_args(plan, sc, ext, role, tone, workdir, extra, (passwords or {}).get(ext))
     return args + (["--call", call.callee] if role == "caller" else ["--answer"])
 
 

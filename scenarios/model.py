@@ -17,7 +17,8 @@ SCENARIO_ROOT = Path(__file__).resolve().parent
 TRUNKS = tuple(m.value for m in TrunkMode)
 PHONE_AGENTS = ("baresip",)  # phones may run these instead of the pjsua2 agent
 COMMON_KEYS = frozenset({"description", "kind", "stun", "trunk", "expect", "caller", "callee",
-                         "duration_s", "calls", "pairs", "wan", "qos", *PHONE_AGENTS})
+                         "duration_s", "calls", "pairs", "wan", "qos", "insecure",
+                         *PHONE_AGENTS})
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Scenario:
     kind: str = "call"  # a key of scenarios.kinds.KINDS
     spec: Any = None  # the kind's own settings (ring group, conference room, ...)
     agents: tuple[tuple[str, str], ...] = ()  # (extension, agent) for phones not on pjsua2
+    insecure: bool = False  # the PBXs without digest auth, trunk check and flood guard
     source: Path | None = None  # the TOML file it came from
 
     def call_list(self) -> list[Call]:
@@ -123,9 +125,17 @@ def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
                   stun=data["stun"], trunk=trunk, expect=expect, caller=caller, callee=callee,
                   duration_s=duration, calls=calls, pairs=pairs, wan=wan,
                   wan_values=wan_values, qos=bool(data.get("qos", False)), kind=kind_name,
-                  spec=spec, agents=_agents(where, data, plan), source=path)
+                  spec=spec, agents=_agents(where, data, plan),
+                  insecure=_flag(where, data, "insecure"), source=path)
     kind.validate(sc)
     return sc
+
+
+def _flag(where: str, data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be true or false")
+    return value
 
 
 def _wan(where: str, raw: Any, plan: Plan) -> tuple[str, tuple[tuple[str, float], ...]]:

@@ -21,6 +21,7 @@ from scenarios.kinds.base import RoundContext
 from scenarios.model import Call, Scenario
 from scenarios.wan import wan_profile
 from services.coturn import Coturn, CoturnOptions
+from services.credentials import make_credentials
 from services.daemon import Daemon
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
 from topology.net import Network
@@ -28,12 +29,25 @@ from topology.plan import Lan, Plan, phone_name
 from topology.router import PortForward
 
 
-def pbx_options(plan: Plan, lan: Lan, trunk: str, sc: Scenario | None = None) -> PbxOptions:
+def pbx_options(plan: Plan, lan: Lan, trunk: str, sc: Scenario | None = None,
+                creds: dict[str, str] | None = None) -> PbxOptions:
     peer = plan.other(lan)
     groups = KINDS[sc.kind].ring_groups(sc, lan) if sc is not None else ()
     return PbxOptions(name=lan.pbx_name, lan_ip=lan.pbx, public_ip=lan.wan_ip,
                       local_prefix=lan.prefix, peer_prefix=peer.prefix,
-                      peer_public_ip=peer.wan_ip, trunk=TrunkMode(trunk), ring_groups=groups)
+                      peer_public_ip=peer.wan_ip, trunk=TrunkMode(trunk), ring_groups=groups,
+                      insecure=sc.insecure if sc is not None else False,
+                      passwords={e: p for e, p in (creds or {}).items()
+                                 if e.startswith(lan.prefix)})
+
+
+def credentials(plan: Plan, scenarios: list[Scenario]) -> dict[str, str]:
+    """One digest password per extension that registers in these scenarios (the plan's
+    [auth] passwords where given, else random ones for this run)."""
+    exts = {e for lan in plan.lans for e in lan.phones}
+    for sc in scenarios:
+        exts |= KINDS[sc.kind].registrants(sc)
+    return make_credentials(sorted(exts), given=plan.passwords)
 
 
 def port_forwards(plan: Plan, trunk: str) -> dict[str, PortForward | None]:
@@ -45,12 +59,12 @@ def port_forwards(plan: Plan, trunk: str) -> dict[str, PortForward | None]:
 
 
 def _daemons(net: Network, plan: Plan, trunk: str, sc: Scenario | None,
-             outdir: Path) -> list[Daemon]:
+             outdir: Path, creds: dict[str, str]) -> list[Daemon]:
     daemons: list[Daemon] = [Coturn(net.stun, outdir / "stun",
                                     CoturnOptions(listen_ips=(plan.servers.stun,), port=STUN_PORT))]
     for lan in plan.lans:
         daemons.append(Kamailio(net.host(lan.pbx_name), outdir / lan.pbx_name,
-                                pbx_options(plan, lan, trunk, sc)))
+                                pbx_options(plan, lan, trunk, sc, creds)))
     return daemons
 
 
@@ -68,9 +82,9 @@ def capture_points(plan: Plan, phones: set[str]) -> list[tuple[str, str, str]]:
 
 
 def start_services(stack: ExitStack, net: Network, plan: Plan, trunk: str,
-                   sc: Scenario | None, outdir: Path) -> list[Daemon]:
+                   sc: Scenario | None, outdir: Path, creds: dict[str, str]) -> list[Daemon]:
     """STUN server and both PBXs: render, check, start, then wait until each answers."""
-    daemons = _daemons(net, plan, trunk, sc, outdir)
+    daemons = _daemons(net, plan, trunk, sc, outdir, creds)
     for d in daemons:
         d.workdir.mkdir(parents=True, exist_ok=True)
         d.render()
@@ -86,7 +100,7 @@ def _pcap_dir(sc: Scenario, rnd: int) -> str:
     return "." if sc.calls == 1 else f"round-{rnd:02d}"
 
 
-def run_scenario(plan: Plan, sc: Scenario, outdir: Path,
+def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
                  progress: Progress | None = None) -> ScenarioRecord:
     """One network and one set of daemons per scenario; calls run in rounds, each round with
     its own captures. The record is saved whatever happens (status complete, interrupted or
@@ -98,7 +112,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path,
     started = time.monotonic()
     try:
         with Network(plan, port_forwards(plan, sc.trunk)) as net, ExitStack() as stack:
-            start_services(stack, net, plan, sc.trunk, sc, outdir)
+            start_services(stack, net, plan, sc.trunk, sc, outdir, creds)
             rec.wan = stack.enter_context(wan_profile(net, plan, sc, outdir))
             for rnd in range(1, sc.rounds + 1):
                 calls = [c for c in sc.call_list() if c.round == rnd]
@@ -111,7 +125,8 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path,
                              for node, intf, key in capture_points(plan, kind.phones(sc, calls))]
                     for cap in start_captures(specs):
                         round_stack.callback(cap.stop)
-                    kind.run_round(RoundContext(round_stack, net, plan, sc, outdir), calls)
+                    kind.run_round(RoundContext(round_stack, net, plan, sc, outdir, creds),
+                                   calls)
                 rec.calls += [_record(sc, c, outdir, time.monotonic() - (
                     started if sc.calls == 1 else t0)) for c in calls]
         rec.status = "complete"

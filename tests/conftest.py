@@ -32,7 +32,7 @@ def plan() -> Plan:
 @pytest.fixture(scope="module")
 def testbed(plan: Plan, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Topology with the nat-aware trunk forwards, coturn and both kamailios up."""
-    from scenarios.runner import port_forwards, start_services
+    from scenarios.runner import credentials, port_forwards, start_services
     from topology.net import Network
 
     workdir = tmp_path_factory.mktemp("testbed")
@@ -41,7 +41,7 @@ def testbed(plan: Plan, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ob
     try:
         with ExitStack() as stack:
             net = stack.enter_context(Network(plan, port_forwards(plan, "nat-aware")))
-            start_services(stack, net, plan, "nat-aware", None, workdir)
+            start_services(stack, net, plan, "nat-aware", None, workdir, credentials(plan, []))
             yield net
     finally:
         lock.release()

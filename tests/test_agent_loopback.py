@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,9 @@ import pytest
 from agents.phone import MediaMapping, parse_sdp, rewrite_sdp
 from agents.sipagent import main, stun_map
 from agents.tones import contains_tone
+from services.credentials import make_credentials
+from services.host import LocalHost
+from services.kamailio import Kamailio, PbxOptions, TrunkMode
 
 REPO = Path(__file__).resolve().parents[1]
 DURATION = 3.0
@@ -202,3 +206,76 @@ def test_stun_map_against_coturn(tmp_path: Path) -> None:
     finally:
         coturn.terminate()
         coturn.wait(timeout=5)
+
+
+AUTH_PBX_PORT = 15140
+AUTH_PASSWORDS = make_credentials(["2001", "2002", "2003"])
+
+
+@pytest.fixture(scope="module")
+def auth_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """A protected kamailio; pjsua2 2001 calls baresip 2002, both with their passwords;
+    2003 registers with 2001's password. All reports by extension."""
+    work = tmp_path_factory.mktemp("auth")
+    options = PbxOptions(name="pbxauth", lan_ip="127.0.0.1", public_ip="127.0.0.2",
+                         local_prefix="2", peer_prefix="1", peer_public_ip="127.0.0.3",
+                         trunk=TrunkMode.NONE, sip_port=AUTH_PBX_PORT,
+                         trunk_port=AUTH_PBX_PORT + 1, passwords=AUTH_PASSWORDS)
+    pbx = Kamailio(LocalHost(), work / "pbx", options)
+    pbx.render()
+    pbx.check()
+    pbx.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        pbx.wait_ready(5.0)
+        registrar = ("--pbx", f"127.0.0.1:{AUTH_PBX_PORT}")
+        callee = agent(work, "2002", 5094, 4130, "--answer", "--tone-hz", str(CALLEE_HZ),
+                       "--max-wait", str(DURATION + 10), "--ready-file", str(work / "2002.ready"),
+                       *registrar, "--password", AUTH_PASSWORDS["2002"])
+        callee[2] = "agents.baresip_agent"  # the same command line, the baresip agent
+        procs.append(subprocess.Popen(callee, cwd=REPO))
+        procs.append(subprocess.Popen(agent(work, "2003", 5097, 4140, "--answer", "--max-wait",
+                                            "5", *registrar, "--password",
+                                            AUTH_PASSWORDS["2001"]), cwd=REPO))
+        wait_for(work / "2002.ready", 10)
+        procs.append(subprocess.Popen(agent(work, "2001", 5092, 4120, "--call", "2002",
+                                            "--tone-hz", str(CALLER_HZ), "--duration",
+                                            str(DURATION), *registrar, "--password",
+                                            AUTH_PASSWORDS["2001"]), cwd=REPO))
+        for proc in procs:
+            assert finish(proc, DURATION + 20) == 0
+        log = pbx.log_path.read_text()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        pbx.stop()
+    reports = {ext: json.loads((work / f"{ext}.json").read_text())
+               for ext in ("2001", "2002", "2003")}
+    reports["pbx"] = {"log": log}
+    return reports
+
+
+def test_call_through_a_protected_pbx(auth_reports: dict[str, dict[str, Any]]) -> None:
+    caller, callee = auth_reports["2001"], auth_reports["2002"]
+    for r in (caller, callee):
+        assert r["register_code"] == 200
+        assert r["error"] is None and r["confirmed"] is True and r["invite_code"] == 200
+        assert r["rtp"]["tx"] >= 0.9 * DURATION * PACKETS_PER_SECOND
+    assert callee["agent"] == "baresip"
+    assert contains_tone(caller["recording"], CALLEE_HZ)
+    log = auth_reports["pbx"]["log"]
+    for ext, port in (("2001", 5092), ("2002", 5094)):  # baresip's To has the port
+        assert re.search(rf"REGISTER sip:{ext}@127\.0\.0\.1\S* from 127\.0\.0\.1:{port} "
+                         r"-> 401 challenge", log)
+    assert "INVITE sip:2002@127.0.0.1:15140 from 127.0.0.1:5092 -> 407 challenge" in log
+    for password in AUTH_PASSWORDS.values():
+        assert password not in log
+
+
+def test_wrong_password_is_refused(auth_reports: dict[str, dict[str, Any]]) -> None:
+    r = auth_reports["2003"]
+    assert r["register_code"] == 403
+    assert r["error"] == "registration failed: 403"
+    assert "403 wrong password for 2003" in auth_reports["pbx"]["log"]

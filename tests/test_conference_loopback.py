@@ -18,14 +18,16 @@ import pytest
 from agents.confbridge import main as confbridge_main
 from agents.tones import tone_levels
 from services.coturn import Coturn, CoturnOptions
+from services.credentials import make_credentials
 from services.host import LocalHost
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
 
 REPO = Path(__file__).resolve().parents[1]
 SIP_PORT, STUN_PORT = 15110, 15120
+PASSWORDS = make_credentials(["2900", "2011", "2012", "2013"])
 PBX = PbxOptions(name="pbxconf", lan_ip="127.0.0.1", public_ip="127.0.0.2", local_prefix="2",
                  peer_prefix="1", peer_public_ip="127.0.0.3", trunk=TrunkMode.NONE,
-                 sip_port=SIP_PORT, trunk_port=SIP_PORT + 1)
+                 sip_port=SIP_PORT, trunk_port=SIP_PORT + 1, passwords=PASSWORDS)
 BRIDGE_SIP, BRIDGE_RTP = 5180, 4800
 CONF_SECONDS = 6.0  # the bridge's --max-wait: it hangs up on everyone then
 # caller ext -> (tone Hz, SIP port, RTP port)
@@ -39,7 +41,7 @@ def bridge_cmd(work: Path, max_wait: float) -> list[str]:
             "--sip-port", str(BRIDGE_SIP), "--rtp-port", str(BRIDGE_RTP),
             "--pbx", f"127.0.0.1:{SIP_PORT}", "--max-wait", str(max_wait), "--record",
             "--workdir", str(work), "--report", str(work / "2900.json"),
-            "--ready-file", str(work / "2900.ready")]
+            "--ready-file", str(work / "2900.ready"), "--password", PASSWORDS["2900"]]
 
 
 def caller_cmd(work: Path, ext: str) -> list[str]:
@@ -47,7 +49,8 @@ def caller_cmd(work: Path, ext: str) -> list[str]:
     return [sys.executable, "-m", "agents.sipagent", "--ext", ext, "--bind", "127.0.0.1",
             "--sip-port", str(sip), "--rtp-port", str(rtp), "--pbx", f"127.0.0.1:{SIP_PORT}",
             "--call", "2900", "--tone-hz", str(hz), "--duration", "20", "--max-wait", "20",
-            "--workdir", str(work), "--report", str(work / f"{ext}.json")]
+            "--workdir", str(work), "--report", str(work / f"{ext}.json"),
+            "--password", PASSWORDS[ext]]
 
 
 def wait_for(path: Path, timeout: float) -> None:

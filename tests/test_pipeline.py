@@ -71,7 +71,8 @@ def test_exit_codes_by_error_class() -> None:
 def test_cli_banner_uses_the_plan(plan: Plan, tmp_path: Path) -> None:
     from natlab.cli import banner
 
-    text = banner(plan, "/venv/python", tmp_path)
+    text = banner(plan, "/venv/python", tmp_path, {plan.call.callee: "secret-pw-1"})
     callee = plan.call.callee
     assert f"--bind {plan.lan_of(callee).phones[callee]}" in text
     assert f"stun ping -c1 {plan.lan_of(callee).wan_ip}" in text
+    assert "--password secret-pw-1" in text

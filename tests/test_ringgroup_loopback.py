@@ -13,17 +13,19 @@ from typing import Any
 
 import pytest
 
+from services.credentials import make_credentials
 from services.host import LocalHost
 from services.kamailio import Kamailio, PbxOptions, RingGroup, TrunkMode, render_config
 
 REPO = Path(__file__).resolve().parents[1]
 SIP_PORT = 15100
 RING_S = 2
-PBX = PbxOptions(name="pbxrg", lan_ip="127.0.0.1", public_ip="127.0.0.2", local_prefix="2",
-                 peer_prefix="1", peer_public_ip="127.0.0.3", trunk=TrunkMode.NONE,
-                 sip_port=SIP_PORT, trunk_port=SIP_PORT + 1)
 # ext -> (SIP port, RTP port)
 PORTS = {"2099": (5170, 4700), "2001": (5171, 4710), "2005": (5172, 4720)}
+PASSWORDS = make_credentials(PORTS)
+PBX = PbxOptions(name="pbxrg", lan_ip="127.0.0.1", public_ip="127.0.0.2", local_prefix="2",
+                 peer_prefix="1", peer_public_ip="127.0.0.3", trunk=TrunkMode.NONE,
+                 sip_port=SIP_PORT, trunk_port=SIP_PORT + 1, passwords=PASSWORDS)
 
 
 def run_agent(work: Path, ext: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -32,7 +34,7 @@ def run_agent(work: Path, ext: str, *extra: str) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "agents.sipagent", "--ext", ext, "--bind", "127.0.0.1",
          "--sip-port", str(sip), "--rtp-port", str(rtp), "--pbx", f"127.0.0.1:{SIP_PORT}",
          "--workdir", str(work), "--report", str(work / f"{ext}.json"),
-         "--ready-file", str(work / f"{ext}.ready"), *extra],
+         "--ready-file", str(work / f"{ext}.ready"), "--password", PASSWORDS[ext], *extra],
         cwd=REPO, stdout=subprocess.DEVNULL)  # fmt: skip
 
 

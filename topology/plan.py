@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from natlab.errors import InputError
+from services.credentials import check_password
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -80,6 +81,8 @@ class Plan:
     call: CallSettings
     source: str  # file it came from
     wan_profiles: dict[str, dict[str, float]] = field(default_factory=lambda: {"clean": {}})
+    # [auth] passwords: extension -> digest password; the others get one per run
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)
 
     def lan_of(self, ext: str) -> Lan:
         for lan in self.lans:
@@ -232,6 +235,27 @@ def parse_wan_profiles(data: dict[str, Any]) -> dict[str, dict[str, float]]:
     return profiles
 
 
+def parse_passwords(data: dict[str, Any], lans: tuple[Lan, Lan]) -> dict[str, str]:
+    """[auth] passwords = { "2001" = "...", ... }: fixed digest passwords (optional)."""
+    auth = data.get("auth", {})
+    if not isinstance(auth, dict) or set(auth) - {"passwords"}:
+        raise ConfigError("[auth] takes only passwords = { EXT = PASSWORD, ... }")
+    raw = auth.get("passwords", {})
+    if not isinstance(raw, dict):
+        raise ConfigError("auth.passwords must map extensions to passwords")
+    prefixes = {lan.prefix for lan in lans}
+    out: dict[str, str] = {}
+    for ext, pw in raw.items():
+        if not EXT_RE.match(ext) or ext[0] not in prefixes:
+            raise ConfigError(f"auth.passwords: {ext} is not an extension of lan1 or lan2")
+        try:
+            check_password(ext, str(pw) if isinstance(pw, str) else "")
+        except ValueError as exc:
+            raise ConfigError(f"auth.passwords: {exc}") from None
+        out[ext] = pw
+    return out
+
+
 def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
     _check_subnets(data)
     lans = (_lan(data, "lan1", 1), _lan(data, "lan2", 2))
@@ -239,7 +263,7 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
     subnet = _net(srv.get("subnet"), "servers.subnet")
     servers = Servers(subnet=subnet, stun=_host(srv.get("stun"), subnet, "servers.stun"))
     plan = Plan(lans=lans, servers=servers, call=_call(data, lans), source=source,
-                wan_profiles=parse_wan_profiles(data))
+                wan_profiles=parse_wan_profiles(data), passwords=parse_passwords(data, lans))
     _check_unique(plan)
     _check_public(plan)
     return plan

@@ -24,6 +24,10 @@ class RoundContext:
     plan: Plan
     sc: Scenario
     outdir: Path  # the scenario folder
+    creds: dict[str, str]  # extension -> digest password at its PBX
+
+    def password(self, ext: str) -> str | None:
+        return self.creds.get(ext)
 
 
 @dataclass
@@ -60,6 +64,10 @@ class Kind:
 
     def endpoints(self, spec: Any, caller: str, callee: str) -> tuple[str, str]:
         return caller, callee
+
+    def registrants(self, sc: Scenario) -> set[str]:
+        """Extensions that register besides the plan's phones (a conference room)."""
+        return set()
 
     def fields(self, spec: Any) -> dict[str, str]:
         """Names a description may use besides {caller} and {callee}."""

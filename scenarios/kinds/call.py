@@ -23,7 +23,7 @@ class CallKind(Kind):
             agents.mkdir(parents=True, exist_ok=True)
             proc = start_agent(ctx.net.phone(call.callee),
                                agent_args(ctx.plan, ctx.sc, call, "callee", agents,
-                                          self.agent_args(ctx.sc, call.callee)),
+                                          self.agent_args(ctx.sc, call.callee), ctx.creds),
                                agents / "callee.log")
             ctx.stack.callback(end_agent, proc, 0.1)
             callees.append((proc, agents, call))
@@ -32,7 +32,7 @@ class CallKind(Kind):
         for _, agents, call in callees:
             proc = start_agent(ctx.net.phone(call.caller),
                                agent_args(ctx.plan, ctx.sc, call, "caller", agents,
-                                          self.agent_args(ctx.sc, call.caller)),
+                                          self.agent_args(ctx.sc, call.caller), ctx.creds),
                                agents / "caller.log")
             ctx.stack.callback(end_agent, proc, 0.1)
             callers.append(proc)

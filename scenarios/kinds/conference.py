@@ -60,6 +60,9 @@ class ConferenceKind(Kind):
     def fields(self, spec: ConferenceSpec) -> dict[str, str]:
         return {"room": spec.room, "participants": ", ".join(spec.participants)}
 
+    def registrants(self, sc: Scenario) -> set[str]:
+        return {sc.spec.room}
+
     def endpoints(self, spec: ConferenceSpec, caller: str, callee: str) -> tuple[str, str]:
         return spec.participants[0], spec.room
 
@@ -81,13 +84,16 @@ class ConferenceKind(Kind):
                        "--ready-file", str(agents / "bridge.ready")]
         if sc.stun:
             bridge_args += ["--stun", f"{plan.servers.stun}:{STUN_PORT}"]
+        if ctx.password(conf.room):
+            bridge_args += ["--password", str(ctx.password(conf.room))]
         bridge = ap.start_agent(ctx.net.host(lan.pbx_name), bridge_args, agents / "bridge.log")
         ctx.stack.callback(ap.end_agent, bridge, 0.1)
         ap.wait_file(agents / "bridge.ready", bridge, READY_TIMEOUT_S, f"bridge {conf.room}")
         parts = []
         for ext in conf.participants:
             name = f"participant-{ext}"
-            args = ap.phone_args(plan, sc, ext, name, conf.tone_of(ext), agents)
+            args = ap.phone_args(plan, sc, ext, name, conf.tone_of(ext), agents,
+                                 password=ctx.password(ext))
             proc = ap.start_agent(ctx.net.phone(ext), [*args, "--call", conf.room],
                                   agents / f"{name}.log")
             ctx.stack.callback(ap.end_agent, proc, 0.1)

@@ -107,7 +107,8 @@ class RingGroupKind(CallKind):
         agents.mkdir(parents=True, exist_ok=True)
         members = []
         for ext in ring.members:
-            args = ap.phone_args(plan, sc, ext, f"member-{ext}", plan.call.callee_tone_hz, agents)
+            args = ap.phone_args(plan, sc, ext, f"member-{ext}", plan.call.callee_tone_hz, agents,
+                                 password=ctx.password(ext))
             args += (["--no-answer"] if ext in ring.no_answer
                      else ["--answer", "--answer-delay", str(ring.delay_of(ext))])
             proc = ap.start_agent(ctx.net.phone(ext), args, agents / f"member-{ext}.log")
@@ -115,7 +116,8 @@ class RingGroupKind(CallKind):
             members.append((proc, ext))
         for proc, ext in members:
             ap.wait_file(agents / f"member-{ext}.ready", proc, READY_TIMEOUT_S, f"member {ext}")
-        args = ap.phone_args(plan, sc, sc.caller, "caller", plan.call.caller_tone_hz, agents)
+        args = ap.phone_args(plan, sc, sc.caller, "caller", plan.call.caller_tone_hz, agents,
+                             password=ctx.password(sc.caller))
         wait = sc.duration_s + CALL_SLACK_S + ring.ring_s * len(ring.members)
         caller = ap.start_agent(ctx.net.phone(sc.caller),
                                 [*args, "--call", ring.ext, "--max-wait", str(wait)],

@@ -8,6 +8,7 @@ Other behaviours and options: topology/nat.py renders their rules, this module a
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 from typing import Protocol
 
 from topology.nat import (
@@ -91,3 +92,31 @@ def configure_core(node: Node) -> None:
     """The public core only routes between its connected subnets; no route to any LAN."""
     disable_ipv6(node)
     enable_forwarding(node)
+
+
+SIP_PARAMS = Path("/sys/module/nf_conntrack_sip/parameters")
+
+
+def sip_alg_params(base: Path = SIP_PARAMS) -> dict[str, str]:
+    """The kernel SIP helper's module parameters (host-global: every namespace shares them)."""
+    if not base.is_dir():
+        return {}
+    return {p.name: p.read_text().strip() for p in sorted(base.iterdir()) if p.is_file()}
+
+
+def set_sip_alg_params(values: dict[str, str], base: Path = SIP_PARAMS) -> dict[str, str]:
+    """Write the given writable parameters; return the previous values (to restore later).
+
+    `ports` is read-only after the module loads: asking for another value is an error."""
+    before = sip_alg_params(base)
+    for name, value in values.items():
+        if name not in before:
+            raise RouterError(f"nf_conntrack_sip has no parameter {name!r}")
+        if before[name] == str(value):
+            continue
+        try:
+            (base / name).write_text(str(value))
+        except OSError as exc:
+            raise RouterError(f"cannot set nf_conntrack_sip {name}={value}: "
+                              f"{exc.strerror}") from None
+    return {name: before[name] for name in values}

@@ -10,6 +10,8 @@ from topology.nat import (
     NatOptions,
     PortForward,
     RouterIfaces,
+    nat_options,
+    nat_table,
     render_rules,
 )
 from topology.router import nat_rules
@@ -105,3 +107,26 @@ def test_timeouts_and_sip_alg() -> None:
 def test_bad_timeout_is_refused() -> None:
     with pytest.raises(ValueError, match="udp_timeout_s"):
         NatOptions(udp_timeout_s=0)
+
+
+def test_scenario_nat_table() -> None:
+    got = nat_table({"lan1": "symmetric", "lan2": {"behaviour": "EIM/EIF", "hairpin": True,
+                                                   "udp_timeout_s": 10}})
+    assert got["lan1"] == NatOptions(NatBehaviour.SYMMETRIC)
+    assert got["lan2"] == NatOptions(NatBehaviour.FULL_CONE, hairpin=True, udp_timeout_s=10)
+    assert nat_table(None) == {}
+    assert nat_options({}) == NatOptions()
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"lan3": "symmetric"}, "unknown LAN"),
+    ({"lan1": "cone"}, "nat.lan1: unknown NAT behaviour"),
+    ({"lan1": {"hairpin": "yes"}}, "nat.lan1.hairpin must be true or false"),
+    ({"lan1": {"udp_timeout_s": 2.5}}, "whole number"),
+    ({"lan1": {"udp_timeout_s": 0}}, "nat.lan1: udp_timeout_s must be within"),
+    ({"lan1": {"alg": True}}, "unknown key"),
+    ("symmetric", "must be a table"),
+])
+def test_scenario_nat_table_errors(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        nat_table(value)

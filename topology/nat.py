@@ -240,3 +240,50 @@ def render_rules(ifaces: RouterIfaces, opts: NatOptions,
     """Everything a LAN router gets for a behaviour + options + its port forward."""
     cmds = iptables_rules(ifaces.wan, forward, opts) + option_commands(ifaces, opts)
     return RouterRules(tuple(cmds), nft_ruleset(ifaces, opts))
+
+
+NAT_KEYS = ("behaviour", "hairpin", "udp_timeout_s", "udp_stream_timeout_s", "sip_alg")
+
+
+def nat_options(value: object, where: str = "nat") -> NatOptions:
+    """One router's NAT from scenario data: a name ("symmetric", "EIM/ADF") or a table
+    {behaviour = "...", hairpin = true, udp_timeout_s = 30, udp_stream_timeout_s = 120,
+    sip_alg = false}. ValueError (one line, naming `where`) on anything else."""
+    if isinstance(value, str):
+        try:
+            return NatOptions(NatBehaviour.parse(value))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected a behaviour name or a table, got {value!r}")
+    unknown = set(value) - set(NAT_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                         f"(allowed: {', '.join(NAT_KEYS)})")
+    for key in ("hairpin", "sip_alg"):
+        if not isinstance(value.get(key, False), bool):
+            raise ValueError(f"{where}.{key} must be true or false")
+    for key in ("udp_timeout_s", "udp_stream_timeout_s"):
+        if not isinstance(value.get(key, 1), int) or isinstance(value.get(key), bool):
+            raise ValueError(f"{where}.{key} must be a whole number of seconds")
+    try:
+        return NatOptions(
+            behaviour=NatBehaviour.parse(str(value.get("behaviour", "port-restricted"))),
+            hairpin=value.get("hairpin", False), udp_timeout_s=value.get("udp_timeout_s"),
+            udp_stream_timeout_s=value.get("udp_stream_timeout_s"),
+            sip_alg=value.get("sip_alg", False))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def nat_table(value: object, lans: tuple[str, ...] = ("lan1", "lan2")) -> dict[str, NatOptions]:
+    """A scenario's `nat = { lan1 = ..., lan2 = ... }` -> options per LAN (missing: default)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"nat must be a table like {{ lan1 = \"symmetric\" }}, got {value!r}")
+    unknown = set(value) - set(lans)
+    if unknown:
+        raise ValueError(f"nat: unknown LAN(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(lans)})")
+    return {lan: nat_options(v, f"nat.{lan}") for lan, v in value.items()}

@@ -27,7 +27,7 @@ from topology.conntrack import read_conntrack, wan_drops
 from topology.nat import NatBehaviour, NatOptions
 from topology.net import Network
 from topology.plan import Plan
-from topology.router import PortForward, sip_alg_params
+from topology.router import PortForward, set_sip_alg_params, sip_alg_params
 
 pytestmark = requires_root
 LOCK_WAIT_S = 300.0  # another natlab run may hold the run lock for a while
@@ -159,7 +159,19 @@ def test_sip_alg_helper_is_attached(plan: Plan, tmp_path: Path, run_lock: None) 
         assert sip and "HELPER" in sip[0].flags
         other = [e for e in read_conntrack(net.host(plan.lans[1].router_name))]
         assert not any("HELPER" in e.flags for e in other)
-    assert sip_alg_params()["sip_direct_media"] in ("0", "1")
+
+
+def test_sip_alg_params_set_and_restored() -> None:
+    before = sip_alg_params()
+    assert before["ports"] == str(SIP_PORT)  # read-only: the helper's own port list
+    flipped = "0" if before["sip_direct_media"] == "1" else "1"
+    previous = set_sip_alg_params({"sip_direct_media": flipped})
+    try:
+        assert previous == {"sip_direct_media": before["sip_direct_media"]}
+        assert sip_alg_params()["sip_direct_media"] == flipped
+    finally:
+        set_sip_alg_params(previous)
+    assert sip_alg_params() == before
 
 
 def test_rtpengine_answers_ping(plan: Plan, tmp_path: Path, run_lock: None) -> None:

@@ -113,8 +113,11 @@ def test_symmetric_keeps_trunk_port(plan: Plan, tmp_path: Path, run_lock: None) 
         assert phone.mapping is NatBehaviour.SYMMETRIC.mapping  # the rest is random
 
 
-def test_mapping_lifetime(plan: Plan, tmp_path: Path, run_lock: None) -> None:
-    nat = {"lan1": NatOptions(udp_timeout_s=3, udp_stream_timeout_s=3)}
+@pytest.mark.parametrize("behaviour", [NatBehaviour.PORT_RESTRICTED, NatBehaviour.FULL_CONE])
+def test_mapping_lifetime(behaviour: NatBehaviour, plan: Plan, tmp_path: Path,
+                          run_lock: None) -> None:
+    """Conntrack's UDP timeouts (3 s here) bound a mapping; a cone's learned map too."""
+    nat = {"lan1": NatOptions(behaviour, udp_timeout_s=3, udp_stream_timeout_s=3)}
     with lab(plan, tmp_path, nat) as net:
         phone = net.phone(sorted(plan.lans[0].phones)[0])
         alive = run_discovery(phone, plan.servers.stun, tmp_path, "t", timer_s=1)

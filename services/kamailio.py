@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from natlab.constants import SIP_PORT, TRUNK_PORT
 from services.credentials import check_password
 from services.daemon import Daemon, DaemonError, last_line
 from services.host import Host
@@ -65,8 +66,8 @@ class PbxOptions:
     peer_prefix: str  # extensions <prefix>xxx live behind the other PBX
     peer_public_ip: str  # the other router's public address
     trunk: TrunkMode
-    sip_port: int = 5060
-    trunk_port: int = 5080
+    sip_port: int = SIP_PORT
+    trunk_port: int = TRUNK_PORT
     ring_groups: tuple[RingGroup, ...] = ()
     # Protection (default on): digest auth of phones' REGISTER (401) and INVITE (407) with
     # these per-extension passwords, the trunk socket open to the peer PBX only, no REGISTER

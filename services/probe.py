@@ -2,6 +2,7 @@
 
     python -m services.probe stun HOST PORT [--timeout S] [--bind IP]
     python -m services.probe sip-options HOST PORT [--timeout S] [--bind IP]
+    python -m services.probe ng-ping HOST PORT [--timeout S]      (rtpengine's ng protocol)
 
 Success prints one JSON line and exits 0; failure prints one line on stderr and exits 1.
 """
@@ -165,7 +166,7 @@ def run_in_host(host: Host, kind: str, ip: str, port: int,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.probe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["stun", "sip-options"])
+    parser.add_argument("kind", choices=["stun", "sip-options", "ng-ping"])
     parser.add_argument("host")
     parser.add_argument("port", type=int)
     parser.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
@@ -176,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.kind == "stun":
             ip, port = stun_binding(args.host, args.port, args.timeout, args.bind)
             result: dict[str, object] = {"mapped": _hostport(ip, port)}
+        elif args.kind == "ng-ping":
+            from services.rtpengine import ng_ping
+
+            if not ng_ping(args.host, args.port, args.timeout):
+                raise ProbeError(f"no pong from {args.host}:{args.port}")
+            result = {"result": "pong"}
         else:
             result = {"status": sip_options(args.host, args.port, args.timeout, args.bind)}
     except (ProbeError, OSError) as exc:

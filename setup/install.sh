@@ -13,7 +13,7 @@ case "${ID:-}:${ID_LIKE:-}" in
 esac
 
 PKGS="mininet kamailio coturn baresip tshark tcpdump bridge-utils iptables conntrack iproute2
-      iputils-ping net-tools python3-venv procps chromium"
+      iputils-ping net-tools python3-venv procps chromium nftables rtpengine-daemon"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -26,10 +26,14 @@ if [ -n "$missing" ]; then
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
   # Distro services would listen in the root namespace; natlab runs its own copies.
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    for svc in kamailio coturn; do
+    for svc in kamailio coturn rtpengine-daemon; do
       case "$missing" in *" $svc"*) systemctl disable --now "$svc" >/dev/null 2>&1 || true ;; esac
     done
   fi
+fi
+# rtpengine's package would manage the host's iptables: natlab runs it in userspace mode only.
+if [ -f /etc/default/rtpengine-daemon ]; then
+  sed -i 's/^MANAGE_IPTABLES=yes/MANAGE_IPTABLES=no/' /etc/default/rtpengine-daemon
 fi
 
 # pjsua2-python has wheels for CPython 3.8-3.12 only: pick a supported interpreter.

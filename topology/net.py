@@ -9,6 +9,7 @@ from mininet.net import Mininet
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
+from topology.nat import NatOptions, RouterIfaces, RouterRules
 from topology.plan import Lan, Plan, phone_name
 from topology.router import (
     PortForward,
@@ -16,7 +17,13 @@ from topology.router import (
     configure_nat_router,
     disable_ipv6,
 )
-from topology.topo import CORE, STUN, NatLabTopo
+from topology.topo import CORE, STUN, NatLabTopo, configure_server_host
+
+
+def router_ifaces(lan: Lan) -> RouterIfaces:
+    """A LAN router's interface names and addresses as topo.py builds them."""
+    return RouterIfaces(wan=f"{lan.router_name}-wan", lan=f"{lan.router_name}-lan",
+                        wan_ip=lan.wan_ip, lan_subnet=str(lan.subnet))
 
 
 def _root_sysctl(key: str, value: str) -> None:
@@ -28,9 +35,17 @@ def _root_sysctl(key: str, value: str) -> None:
 class Network:
     """The running testbed network; use as a context manager so it always comes down."""
 
-    def __init__(self, plan: Plan, forwards: dict[str, PortForward | None] | None = None):
+    def __init__(self, plan: Plan, forwards: dict[str, PortForward | None] | None = None,
+                 nat: dict[str, NatOptions] | None = None):
+        """`forwards` and `nat` are keyed by LAN name ("lan1"); a missing LAN gets the default
+        (no forward; port-restricted NAT, no hairpin, kernel timeouts, no SIP ALG)."""
         self.plan = plan
         self.forwards = forwards or {}
+        self.nat = nat or {}
+        unknown = set(self.nat) - {lan.name for lan in plan.lans}
+        if unknown:
+            raise ValueError(f"NAT options for unknown LAN(s): {', '.join(sorted(unknown))}")
+        self.rules: dict[str, RouterRules] = {}  # LAN name -> the rules its router got
         self.net: Any = None
 
     def __enter__(self) -> Network:
@@ -51,13 +66,19 @@ class Network:
         for node in self.net.hosts:
             disable_ipv6(node)
         configure_core(self.net[CORE])
+        configure_server_host(self.net[STUN], self.plan, self.net[CORE])
         for lan in self.plan.lans:
             self._configure_lan(lan)
 
     def _configure_lan(self, lan: Lan) -> None:
         router = self.net[lan.router_name]
-        configure_nat_router(router, f"{lan.router_name}-wan", lan.wan_gateway,
-                             self.forwards.get(lan.name))
+        self.rules[lan.name] = configure_nat_router(
+            router, router_ifaces(lan), lan.wan_gateway, self.forwards.get(lan.name),
+            self.nat.get(lan.name, NatOptions()))
+
+    def router(self, lan_name: str) -> Any:
+        """The router node of a LAN ("lan1" -> r1)."""
+        return self.net[next(lan for lan in self.plan.lans if lan.name == lan_name).router_name]
 
     def _harden_bridges(self) -> None:
         """Bridges and their ports live in the root namespace: give them no IPv6 either."""

@@ -59,6 +59,7 @@ class Lan:
 class Servers:
     subnet: ipaddress.IPv4Network
     stun: str
+    stun2: str | None = None  # second public address of the server host (RFC 5780 discovery)
 
     @property
     def gateway(self) -> str:
@@ -160,6 +161,9 @@ def _check_public(plan: Plan) -> None:
             raise ConfigError(f"{lan.name}.wan_ip {lan.wan_ip} is taken by the core router")
     if plan.servers.stun == plan.servers.gateway:
         raise ConfigError(f"servers.stun {plan.servers.stun} is taken by the core router")
+    if plan.servers.stun2 in (plan.servers.gateway, plan.servers.stun):
+        raise ConfigError(f"servers.stun2 {plan.servers.stun2} is taken by the core router "
+                          "or servers.stun")
 
 
 def _check_unique(plan: Plan) -> None:
@@ -261,7 +265,9 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
     lans = (_lan(data, "lan1", 1), _lan(data, "lan2", 2))
     srv = _section(data, "servers")
     subnet = _net(srv.get("subnet"), "servers.subnet")
-    servers = Servers(subnet=subnet, stun=_host(srv.get("stun"), subnet, "servers.stun"))
+    stun2 = srv.get("stun2")
+    servers = Servers(subnet=subnet, stun=_host(srv.get("stun"), subnet, "servers.stun"),
+                      stun2=None if stun2 is None else _host(stun2, subnet, "servers.stun2"))
     plan = Plan(lans=lans, servers=servers, call=_call(data, lans), source=source,
                 wan_profiles=parse_wan_profiles(data), passwords=parse_passwords(data, lans))
     _check_unique(plan)

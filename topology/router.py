@@ -1,15 +1,27 @@
 """NAT router and core router configuration: forwarding, MASQUERADE, WAN firewall, routes.
 
-A LAN router behaves like a home router: source NAT (Linux MASQUERADE, port-preserving,
-endpoint-independent mapping), no SIP ALG, a stateful WAN firewall that drops unsolicited
-inbound packets, and optionally one UDP port forward to its PBX (the trunk).
+By default a LAN router behaves like a home router: source NAT (Linux MASQUERADE,
+port-preserving, endpoint-independent mapping), no SIP ALG, a stateful WAN firewall that drops
+unsolicited inbound packets, and optionally one UDP port forward to its PBX (the trunk).
+Other behaviours and options: topology/nat.py renders their rules, this module applies them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from pathlib import Path
 from typing import Protocol
 
 from natlab.errors import RunFailure
+from topology.nat import (
+    NatOptions,
+    PortForward,
+    RouterIfaces,
+    RouterRules,
+    iptables_rules,
+    render_rules,
+)
+
+__all__ = ["PortForward", "RouterError", "configure_core", "configure_nat_router", "nat_rules"]
 
 
 class Node(Protocol):
@@ -20,12 +32,6 @@ class Node(Protocol):
 
 class RouterError(RunFailure):
     """A router rule could not be installed (e.g. a missing kernel feature)."""
-
-
-@dataclass(frozen=True)
-class PortForward:
-    port: int  # UDP port on the router's WAN address
-    to_ip: str  # private address it is forwarded to
 
 
 def run(node: Node, command: str) -> str:
@@ -47,31 +53,71 @@ def enable_forwarding(node: Node) -> None:
 
 
 def nat_rules(wan: str, forward: PortForward | None) -> list[str]:
-    """iptables commands for a LAN router whose public interface is `wan`."""
-    rules = [
-        f"iptables -t nat -A POSTROUTING -o {wan} -j MASQUERADE",
-        # WAN firewall: only replies (and the port forward) may come in.
-        f"iptables -A INPUT -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-        f"iptables -A INPUT -i {wan} -j DROP",
-        f"iptables -A FORWARD -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-    ]
-    if forward is not None:
-        rules.insert(1, f"iptables -t nat -A PREROUTING -i {wan} -p udp --dport {forward.port} "
-                        f"-j DNAT --to-destination {forward.to_ip}:{forward.port}")
-        rules.append(f"iptables -A FORWARD -i {wan} -m conntrack --ctstate DNAT -j ACCEPT")
-    rules.append(f"iptables -A FORWARD -i {wan} -j DROP")
-    return rules
+    """iptables commands of the default (port-restricted) router whose public side is `wan`."""
+    return iptables_rules(wan, forward)
 
 
-def configure_nat_router(node: Node, wan: str, gateway: str, forward: PortForward | None) -> None:
+def apply_rules(node: Node, rules: RouterRules) -> None:
+    for command in rules.commands:
+        run(node, command)
+    if rules.nft:  # one file, one transaction (namespaces share the filesystem)
+        with tempfile.NamedTemporaryFile("w", prefix=f"natlab-{node.name}-", suffix=".nft") as f:
+            f.write(rules.nft)
+            f.flush()
+            run(node, f"nft -f {f.name}")
+
+
+def configure_nat_router(node: Node, ifaces: RouterIfaces | str, gateway: str,
+                         forward: PortForward | None,
+                         options: NatOptions | None = None) -> RouterRules:
+    """Forwarding, default route and the NAT rules; returns the rules applied.
+
+    `ifaces` may be just the WAN interface name (then only the default router is possible).
+    """
+    options = options or NatOptions()
     disable_ipv6(node)
     enable_forwarding(node)
+    wan = ifaces if isinstance(ifaces, str) else ifaces.wan
     run(node, f"ip route replace default via {gateway} dev {wan}")
-    for rule in nat_rules(wan, forward):
-        run(node, rule)
+    if isinstance(ifaces, str):
+        if options != NatOptions():
+            raise RouterError(f"{node.name}: NAT options need the router's interfaces")
+        rules = RouterRules(tuple(nat_rules(wan, forward)), "")
+    else:
+        rules = render_rules(ifaces, options, forward)
+    apply_rules(node, rules)
+    return rules
 
 
 def configure_core(node: Node) -> None:
     """The public core only routes between its connected subnets; no route to any LAN."""
     disable_ipv6(node)
     enable_forwarding(node)
+
+
+SIP_PARAMS = Path("/sys/module/nf_conntrack_sip/parameters")
+
+
+def sip_alg_params(base: Path = SIP_PARAMS) -> dict[str, str]:
+    """The kernel SIP helper's module parameters (host-global: every namespace shares them)."""
+    if not base.is_dir():
+        return {}
+    return {p.name: p.read_text().strip() for p in sorted(base.iterdir()) if p.is_file()}
+
+
+def set_sip_alg_params(values: dict[str, str], base: Path = SIP_PARAMS) -> dict[str, str]:
+    """Write the given writable parameters; return the previous values (to restore later).
+
+    `ports` is read-only after the module loads: asking for another value is an error."""
+    before = sip_alg_params(base)
+    for name, value in values.items():
+        if name not in before:
+            raise RouterError(f"nf_conntrack_sip has no parameter {name!r}")
+        if before[name] == str(value):
+            continue
+        try:
+            (base / name).write_text(str(value))
+        except OSError as exc:
+            raise RouterError(f"cannot set nf_conntrack_sip {name}={value}: "
+                              f"{exc.strerror}") from None
+    return {name: before[name] for name in values}

@@ -9,7 +9,7 @@
            |  r1-wan 203.0.113.2                198.51.100.2 r2-wan |
            +------------------- core --------------------------+
                                  | 192.0.2.1
-                                 s3 -- stun 192.0.2.10 (coturn)
+                                 s3 -- stun 192.0.2.10 (coturn; + stun2 192.0.2.11 on lo)
 
 Every node is a namespace; the switches are bridges with no address. Nothing links to the
 root namespace's IP stack, and public addresses come from RFC 5737's documentation ranges.
@@ -20,10 +20,12 @@ from typing import Any
 
 from mininet.topo import Topo
 
+from natlab.constants import CORE as CORE_NODE
+from natlab.constants import STUN_NODE
 from topology.plan import Plan, phone_name
+from topology.router import Node, run
 
-CORE = "core"
-STUN = "stun"
+CORE, STUN = CORE_NODE, STUN_NODE
 
 
 def _cidr(addr: str, lan_prefixlen: int) -> str:
@@ -62,3 +64,16 @@ class NatLabTopo(Topo):
         stun = self.addHost(STUN, ip=_cidr(srv.stun, srv.subnet.prefixlen),
                             defaultRoute=f"via {srv.gateway}")
         self.addLink(stun, switch)
+
+
+def configure_server_host(stun: Node, plan: Plan, core: Node | None = None) -> None:
+    """Give the server host its second address (a /32 on lo: this kernel has no dummy links)
+    and routes with an explicit source, so each answer leaves from the address it was asked on;
+    the core routes the /32 to it."""
+    srv = plan.servers
+    if srv.stun2 is None:
+        return
+    run(stun, f"ip addr replace {srv.stun2}/32 dev lo")
+    run(stun, f"ip route replace default via {srv.gateway} dev {stun.name}-eth0 src {srv.stun}")
+    if core is not None:
+        run(core, f"ip route replace {srv.stun2}/32 via {srv.stun} dev core-srv")

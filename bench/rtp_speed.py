@@ -1,4 +1,5 @@
-"""Benchmark: analysis.rtp.analyze_pcap against tshark's RTP stream statistics.
+"""Benchmark: `natlab analyze` (analysis.pcap reader + analysis.rtp.rtp_streams, the path the
+QoS table uses too) against tshark's RTP stream statistics.
 
 One synthetic capture (20 jittery PCMU streams of 10,000 packets with some loss, plus 20,000
 non-RTP datagrams), analysed by both on the same file, wall clock, best of 3. Also checks that

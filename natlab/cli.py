@@ -8,6 +8,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from analysis.packets import read_udp
 from analysis.qos import call_qos, conference_qos
 from analysis.services_verdict import judge_any
 from analysis.verdict import Verdict, combine
@@ -95,9 +96,11 @@ def _qos(plan: Plan, sc: Scenario, raws: list[RawRun], outdir: Path) -> list[Qos
     qs = QosScenario(sc.name, sc.description, wan_of(sc, plan), mech or "no impairment")
     if sc.conference is not None:
         lan = lan_by_prefix(plan, sc.conference.room, sc.name)
+        caps = raws[0].pcaps
+        bridge = read_udp(caps.get(lan.pbx_name, Path("/nonexistent")))
         for ext in sc.conference.participants:
-            qs.rows += conference_qos(ext, plan.lan_of(ext).phones[ext], lan.pbx, lan.pbx_name,
-                                      raws[0].pcaps)
+            phone = read_udp(caps.get(f"p{ext}", Path("/nonexistent")))
+            qs.rows += conference_qos(ext, plan.lan_of(ext).phones[ext], lan.pbx, phone, bridge)
         return [qs]
     for raw in raws:
         c = raw.call
@@ -109,7 +112,9 @@ def _qos(plan: Plan, sc: Scenario, raws: list[RawRun], outdir: Path) -> list[Qos
             c = Call(c.index, c.round, c.caller, won[0])
         ips = plan.lan_of(c.caller).phones[c.caller], plan.lan_of(c.callee).phones[c.callee]
         video = (raw.reports.get("callee", {}).get("video") or {}).get("payload_type")
-        qs.rows += call_qos(c.label, c.caller, c.callee, ips[0], ips[1], raw.pcaps,
+        pkts = [read_udp(raw.pcaps.get(f"p{e}", Path("/nonexistent")))
+                for e in (c.caller, c.callee)]
+        qs.rows += call_qos(c.label, c.caller, c.callee, ips[0], ips[1], pkts[0], pkts[1],
                             video if sc.video else None)
     return [qs]
 

@@ -7,12 +7,13 @@ later with jitter and loss (receiver's capture). No root; skipped without tshark
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from pathlib import Path
 
 import pytest
 from pcapgen import Datagram, StreamSpec, merge, rtp_stream, sip_with_sdp, write_pcap
-from tshark_check import TSHARK, qos_differences
+from tshark_check import TSHARK, qos_differences, run_differences
 
 from analysis.packets import read_udp
 from analysis.qos import call_qos, conference_qos
@@ -64,7 +65,8 @@ def _call_captures(tmp_path: Path) -> tuple[Path, Path]:
 
 @needs_tshark
 def test_call_rows_equal_tshark(tmp_path: Path) -> None:
-    caller, callee = _call_captures(tmp_path)
+    (tmp_path / "s").mkdir()
+    caller, callee = _call_captures(tmp_path / "s")
     rows = call_qos("c1", "1000", "2000", CALLER, CALLEE, read_udp(caller), read_udp(callee),
                     video_pt=96)
     assert [(r.sender, r.media) for r in rows] == [("1000", "audio"), ("2000", "audio"),
@@ -79,6 +81,10 @@ def test_call_rows_equal_tshark(tmp_path: Path) -> None:
     assert rows[0].packets == 297  # the DTMF packets are in the stream, as in tshark's
     wrong = dataclasses.replace(rows[0], max_jitter_ms=rows[0].max_jitter_ms + 0.002)
     assert len(qos_differences(wrong, callee)) == 1  # the check can fail
+    doc = {"scenarios": [{"name": "s", "rows": [r.row() for r in [*rows, wrong]]}]}
+    (tmp_path / "qos.json").write_text(json.dumps(doc))
+    n, bad = run_differences(tmp_path)  # the whole-run check, as on a run folder
+    assert n == 5 and len(bad) == 1 and "max_jitter_ms" in bad[0]
 
 
 @needs_tshark

@@ -5,11 +5,13 @@ rtp,streams` and returns every row as tshark prints it. `tshark_stream(pcap, src
 dst, dport, ssrc)` gives one stream's packets, lost, mean and max jitter, and
 `qos_differences(row, pcap)` compares a QoS row (an `analysis.qos.Direction` or its `row()`
 dict from qos.json) with the stream of the receiver's capture it names: every QoS row of a
-run should give [] against the receiver's pcap. `assert_like_tshark(pcap)` checks that
+run should give [] against the receiver's pcap (`run_differences(rundir)` checks a whole run
+folder). `assert_like_tshark(pcap)` checks that
 `natlab analyze` prints tshark's whole table. Callers skip when `TSHARK` is None.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -84,6 +86,23 @@ def qos_differences(row: Any, pcap: Path) -> list[str]:
         if abs(ours - getattr(ts, k)) > tol:
             out.append(f"{k}: ours {d[k]} tshark {getattr(ts, k)}")
     return out
+
+
+def run_differences(rundir: Path) -> tuple[int, list[str]]:
+    """Every QoS row of a run folder (qos.json) against tshark on its receiver's capture
+    (p<ext>.pcap, or a PBX capture pbx*.pcap for the bridge, anywhere in the scenario's
+    folder): (rows checked, one line per row that equals tshark's stream in none of them)."""
+    doc = json.loads((rundir / "qos.json").read_text())
+    rows, bad = 0, []
+    for sc in doc["scenarios"]:
+        for r in sc["rows"]:
+            rows += 1
+            name = "pbx*.pcap" if r["receiver"] == "bridge" else f"p{r['receiver']}.pcap"
+            found = [qos_differences(r, p) for p in sorted((rundir / sc["name"]).rglob(name))]
+            if not any(f == [] for f in found):
+                bad.append(f"{sc['name']} {r['sender']} -> {r['receiver']} {r['media']}: "
+                           f"{found or 'no capture'}")
+    return rows, bad
 
 
 def as_printed(s: RtpStream) -> dict[str, str]:

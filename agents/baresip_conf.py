@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from analysis.sdp import Media
+from analysis.sdp import parse_sdp as parse_session
+
 MODULE_PATH = Path("/usr/lib/baresip/modules")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TRACE_HEAD = re.compile(r"^(UDP|TCP|TLS) (\S+) -> (\S+)$")
@@ -180,48 +183,11 @@ def parse_rtp_stats(log: str) -> dict[str, dict[str, int]]:
     return {m[1]: {"tx": int(m[2]), "rx": int(m[3])} for m in STATS.finditer(text)}
 
 
-@dataclass
-class Media:
-    """One m= line: its address, port, formats."""
-
-    addr: str | None
-    port: int
-    pts: list[int]
-    rtpmap: dict[int, str] = field(default_factory=dict)
-    rtcp: int | None = None  # from a=rtcp
-
-    def codec(self, pt: int) -> str | None:
-        name = self.rtpmap.get(pt, {0: "PCMU/8000", 8: "PCMA/8000"}.get(pt))
-        return "/".join(name.split("/")[:2]) if name else None
-
-    def pt_of(self, name: str) -> int | None:
-        return next((pt for pt, n in self.rtpmap.items() if n.split("/")[0] == name), None)
-
-
 def parse_sdp(sdp: str) -> dict[str, Media]:
-    """The first m= line of each media type."""
+    """The first m= line of each media type (parsed by the one SDP parser, `analysis.sdp`)."""
     out: dict[str, Media] = {}
-    session_addr: str | None = None
-    cur: Media | None = None
-    for line in (raw.strip() for raw in sdp.splitlines()):
-        key, _, value = line.partition("=")
-        if key == "m":
-            kind, port, _, *fmts = value.split()
-            cur = Media(session_addr, int(port), [int(f) for f in fmts if f.isdigit()])
-            out.setdefault(kind, cur)
-        elif key == "c":
-            addr = value.split()[-1].split("/")[0]
-            if cur is None:
-                session_addr = addr
-            else:
-                cur.addr = addr
-        elif cur is not None and value.startswith(("rtcp:", "rtpmap:")):
-            attr, _, rest = value.partition(":")
-            first, _, name = rest.partition(" ")
-            if first.isdigit() and attr == "rtcp":
-                cur.rtcp = int(first)
-            elif first.isdigit():
-                cur.rtpmap[int(first)] = name
+    for m in parse_session(sdp).media:
+        out.setdefault(m.kind, m)
     return out
 
 

@@ -1,32 +1,22 @@
-"""The two SDP facts an agent needs (c= address, audio port) and the STUN rewrite."""
+"""The two SDP facts an agent needs (c= address, audio port) and the STUN rewrite.
+
+Parsing is the one SDP parser's (`analysis.sdp`); this module keeps the agents' report shape.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.sdp import parse_sdp as parse_session
+
 
 def parse_sdp(text: str) -> dict[str, Any] | None:
-    """Connection address and audio port of an SDP (or of a SIP message carrying one)."""
-    if "\r\n\r\n" in text:
-        text = text.split("\r\n\r\n", 1)[1]
-    session_addr = media_addr = None
-    port: int | None = None
-    seen_m = in_audio = False
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("m="):
-            seen_m, in_audio = True, line.startswith("m=audio ")
-            if in_audio and port is None:
-                port = int(line.split()[1])
-        elif line.startswith("c=") and (in_audio or not seen_m):
-            if in_audio:
-                media_addr = line.split()[-1]
-            else:
-                session_addr = line.split()[-1]
-    addr = media_addr or session_addr
-    if addr is None or port is None:
+    """{"addr", "port"} of the first audio m-line of an SDP (or of a SIP message carrying
+    one): its media-level c= address, else the session-level one; None without either."""
+    audio = parse_session(text).first("audio")
+    if audio is None or audio.addr is None:
         return None
-    return {"addr": addr.split("/")[0], "port": port}
+    return {"addr": audio.addr, "port": audio.port}
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,19 @@
 """RTP streams of a capture, with the figures `tshark -z rtp,streams` prints.
 
-Pure functions over packets: `analyze_pcap` reads a classic pcap with a small `struct`
-reader (Ethernet, 802.1Q, Linux cooked v1/v2, raw IP, BSD loopback; IPv4 and IPv6; UDP),
-`analyze_packets` takes already-parsed UDP records. RTP is recognised the way Wireshark
-4.0's `rtp_udp` heuristic recognises it (`rtp_header`), packets are grouped the way its RTP
+Pure functions over `analysis.pcap.Udp` records (the one pcap reader). A packet is RTP when
+it belongs to a conversation an SDP earlier in the capture announced (as Wireshark's SDP
+dissector sets them up; the SDP's a=rtpmap lines name dynamic payload types and give their
+clock rate), or, by default, when Wireshark 4.0's `rtp_udp` heuristic takes it
+(`rtp_header`; tshark's `--enable-heuristic rtp_udp`). Packets are grouped the way its RTP
 tap groups them (source and destination address and port, plus SSRC; a payload type change
 stays in the stream, an SSRC change starts a new one), and the statistics are those of
-`analysis.rtpstats` (Wireshark's `rtppacket_analyse`).
+`analysis.rtpstats` (Wireshark's `rtppacket_analyse`). `natlab analyze` and the QoS table
+(`analysis.qos`) both use `rtp_streams`.
 
-UDP ports whose own dissector takes the packet first are skipped (a table measured on
-tshark 4.0.17). Not modelled: other heuristics that could claim a version-2 packet first,
-conversations set up by other protocols (SDP: dynamic payload types get a name and clock
-rate only if the caller passes `dynamic`), IP reassembly (fragments are skipped), pcapng.
+UDP ports whose own dissector takes the packet first are skipped by the heuristic (a table
+measured on tshark 4.0.17); an SDP conversation wins over them. Not modelled: other
+heuristics that could claim a version-2 packet first, conversations set up by anything but
+SDP in SIP (e.g. H.245, RTSP), SDP bodies Wireshark would not see (SIP over TCP).
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from analysis import rtpstats
+from analysis.packets import parse_sip
+from analysis.pcap import SIP_METHODS, Udp, read_pcap
 from analysis.rtpstats import DynamicPayloads, StreamStats, payload_name
 
 # UDP ports whose own dissector claims an RTP packet before the heuristics run, in tshark
@@ -116,6 +120,7 @@ class RtpSeries:
     jitter_ms: list[float] = field(default_factory=list)
     flags: list[int] = field(default_factory=list)  # rtpstats.WRONG_SEQ | ...
     names: dict[int, str] = field(default_factory=dict)  # payload type -> tshark's name
+    epoch_s: list[float] = field(default_factory=list)  # arrival, epoch seconds
 
 
 @dataclass
@@ -171,20 +176,31 @@ _DICT_FIELDS = ("ssrc", "src", "dst", "payload_type", "packets", "expected", "lo
                 "loss_pct", "seq_errors", "min_delta_ms", "mean_delta_ms", "max_delta_ms",
                 "min_jitter_ms", "mean_jitter_ms", "max_jitter_ms")
 
-StreamKey = tuple[str, int, str, int, int]
-# per stream, per packet: (ms since the first frame, seq, timestamp, second header byte)
-Rows = list[tuple[float, int, int, int]]
+StreamKey = tuple[str, int, str, int, int]  # src, sport, dst, dport, ssrc
+# per packet: (ns since the first frame, seq, timestamp, second header byte, payload map of
+# the SDP conversation it belongs to or None, epoch seconds)
+Row = tuple[int, int, int, int, DynamicPayloads | None, float]
+_RTCP = "rtcp"  # an SDP-announced RTCP port: its conversation is not RTP
 
 
-def _build(key: StreamKey, rows: Rows, dynamic: DynamicPayloads | None) -> RtpStream:
-    times, seqs, stamps, b1s = (list(c) for c in zip(*rows, strict=True))
+def _build(key: StreamKey, rows: list[Row]) -> RtpStream:
+    rels, seqs, stamps, b1s, maps, epochs = (list(c) for c in zip(*rows, strict=True))
+    # ms as tshark computes them from (secs, nsecs): nstime_to_msec
+    times = [s * 1000.0 + ns / 1000000 for s, ns in (divmod(r, 1_000_000_000) for r in rels)]
     pts = [b & 0x7F for b in b1s]
     markers = [bool(b & 0x80) for b in b1s]
-    st: StreamStats = rtpstats.analyse(times, seqs, stamps, pts, markers, dynamic)
+    dyn = None if maps.count(None) == len(maps) else maps
+    st: StreamStats = rtpstats.analyse(times, seqs, stamps, pts, markers, dynamics=dyn)
     src, sport, dst, dport, ssrc = key
+    names: dict[int, str] = {}
+    if dyn is None:
+        names = {pt: payload_name(pt) for pt in sorted(set(pts))}
+    else:
+        for pt, m in zip(pts, maps, strict=True):
+            if pt not in names:
+                names[pt] = payload_name(pt, m)
     series = RtpSeries([t / 1000.0 for t in times], seqs, stamps, pts, markers,
-                       st.delta_ms, st.jitter_ms, st.flags,
-                       {p: payload_name(p, dynamic) for p in set(pts)})
+                       st.delta_ms, st.jitter_ms, st.flags, names, epochs)
     return RtpStream(
         ssrc=ssrc, src=f"{src}:{sport}", dst=f"{dst}:{dport}", payload_type=pts[0],
         packets=st.packets, expected=st.expected, lost=st.lost, loss_pct=st.lost_pct,
@@ -195,174 +211,92 @@ def _build(key: StreamKey, rows: Rows, dynamic: DynamicPayloads | None) -> RtpSt
         mean_jitter_ms=st.mean_jitter, max_jitter_ms=st.max_jitter, series=series)
 
 
-def analyze_packets(records: Iterable[tuple[float, str, int, str, int, bytes]],
-                    start: float | None = None,
-                    dynamic: DynamicPayloads | None = None) -> list[RtpStream]:
-    """Streams among (time_s, src, sport, dst, dport, udp_payload) records, in capture order.
+def _sdp_conversations(pkt: Udp, convs: dict[tuple[str, int], DynamicPayloads | str]) -> None:
+    """Add the RTP (and RTCP) conversations an SDP in this SIP message announces, as
+    Wireshark's SDP dissector sets them up: one per m= address and port, with that m= line's
+    a=rtpmap payload types; a later SDP for the same address and port replaces it."""
+    msg = parse_sip(pkt)
+    sdp = msg.sdp
+    if sdp is None:
+        return
+    for m in sdp.media:
+        if not m.is_rtp or not m.port or m.addr is None:
+            continue
+        addr = _norm(m.addr)
+        convs[(addr, m.port)] = {pt: (r.name, r.clock) for pt, r in m.rtpmap.items()}
+        rtcp = m.rtcp if m.rtcp is not None else m.port + 1
+        if rtcp != m.port:
+            convs[(_norm(m.rtcp_addr) if m.rtcp_addr else addr, rtcp)] = _RTCP
 
-    Times are made relative to `start` (default: the first record), as tshark makes them
-    relative to the first frame; with float epoch times the last digit of a 3-decimal ms
-    figure can differ from tshark's, `analyze_pcap` is exact.
+
+def _norm(addr: str) -> str:
+    """An SDP address as the reader prints it (IPv6 compressed)."""
+    if ":" in addr:
+        try:
+            return str(ipaddress.IPv6Address(addr))
+        except ValueError:
+            return addr
+    return addr
+
+
+def rtp_streams(packets: Iterable[Udp], heuristic: bool = True) -> list[RtpStream]:
+    """RTP streams among a capture's UDP datagrams (capture order, the whole capture: SIP/SDP
+    early in it sets up conversations), in the order their first packet appears.
+
+    A packet is RTP if it belongs to an SDP-announced conversation (its destination address
+    and port, else its source, was an m= line's; that SDP's a=rtpmap lines name its dynamic
+    payload types and give their clock), or else, with `heuristic` (tshark's
+    `--enable-heuristic rtp_udp`), if the rtp_udp heuristic takes it and no other dissector
+    owns its ports.
     """
-    streams: dict[StreamKey, Rows] = {}
-    t0 = start
-    for t, src, sport, dst, dport, payload in records:
-        if t0 is None:
-            t0 = t
-        hdr = rtp_header(payload)
-        if hdr is None or port_claimed(sport, dport):
-            continue
-        key = (src, sport, dst, dport, hdr.ssrc)
-        rows = streams.get(key)
-        if rows is None:
-            rows = streams[key] = []
-        rows.append(((t - t0) * 1000.0, hdr.seq, hdr.timestamp, payload[1]))
-    return [_build(k, v, dynamic) for k, v in streams.items()]
-
-
-def analyze_pcap(path: Path, dynamic: DynamicPayloads | None = None) -> list[RtpStream]:
-    """Streams of a pcap file, in the order their first packet appears."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
-    rows_by_key = _pcap_rtp_rows(raw, str(path))
-    out = []
-    for (src, sport, dst, dport, ssrc), rows in rows_by_key.items():
-        out.append(_build((_addr(src), sport, _addr(dst), dport, ssrc), rows, dynamic))
-    return out
-
-
-_REC_LE, _REC_BE = struct.Struct("<IIII"), struct.Struct(">IIII")
-_IP4 = struct.Struct("!BxHxxHxB2x4s4s")  # ver/ihl, total length, flags/frag, proto, src, dst
-_UDP = struct.Struct("!HHH")
-_RTP_REST = struct.Struct("!HII")  # seq, timestamp, ssrc
-_VLAN = (0x8100, 0x88A8, 0x9100)
-# link type -> (offset of the EtherType or -1 = look at the IP version nibble, L3 offset)
-_LINKS: dict[int, tuple[int, int]] = {1: (12, 14), 113: (14, 16), 276: (0, 20), 101: (-1, 0),
-                                      12: (-1, 0), 14: (-1, 0), 228: (-1, 0), 229: (-1, 0),
-                                      0: (-1, 4), 108: (-1, 4)}
-RawKey = tuple[bytes, int, bytes, int, int]
-
-
-def _pcap_header(raw: bytes, name: str) -> tuple[struct.Struct, int, int]:
-    """(record header struct, ns per timestamp fraction unit, link type) of a pcap file."""
-    magic = raw[:4]
-    if magic == b"\x0a\x0d\x0d\x0a":
-        raise ValueError(f"{name}: pcapng is not supported (editcap -F pcap IN OUT converts it)")
-    formats = {b"\xd4\xc3\xb2\xa1": (_REC_LE, 1000), b"\xa1\xb2\xc3\xd4": (_REC_BE, 1000),
-               b"\x4d\x3c\xb2\xa1": (_REC_LE, 1), b"\xa1\xb2\x3c\x4d": (_REC_BE, 1)}
-    if len(raw) < 24 or magic not in formats:
-        raise ValueError(f"{name}: not a pcap file")
-    rec, mult = formats[magic]
-    link = (struct.unpack_from("<I" if rec is _REC_LE else ">I", raw, 20)[0]) & 0x0FFFFFFF
-    if link not in _LINKS:
-        raise ValueError(f"{name}: unsupported link type {link}")
-    return rec, mult, link
-
-
-def _pcap_rtp_rows(raw: bytes, name: str) -> dict[RawKey, Rows]:
-    """RTP packets of a pcap grouped by stream: one tight loop over the raw file bytes."""
-    rec, mult, link = _pcap_header(raw, name)
-    et_off, l3_off = _LINKS[link]
-    rec_unpack, ip4_unpack, udp_unpack = rec.unpack_from, _IP4.unpack_from, _UDP.unpack_from
-    rtp_unpack = _RTP_REST.unpack_from
+    streams: dict[StreamKey, list[Row]] = {}
+    convs: dict[tuple[str, int], DynamicPayloads | str] = {}
     claimed_src, claimed_dst = CLAIMED_SRC_PORTS, CLAIMED_DST_PORTS
-    streams: dict[RawKey, Rows] = {}
-    end = len(raw)
-    off = 24
-    sec0 = ns0 = -1
-    while off + 16 <= end:
-        sec, frac, caplen, _ = rec_unpack(raw, off)
-        p = off + 16
-        off = stop = p + caplen
-        if stop > end:
-            break  # cut short in the middle of a packet
-        if sec0 < 0:
-            sec0, ns0 = sec, frac * mult
-        if et_off >= 0:
-            if caplen < l3_off:
-                continue
-            et = raw[p + et_off] << 8 | raw[p + et_off + 1]
-            q = p + l3_off
-            while et in _VLAN and link == 1 and q + 4 <= stop:
-                et = raw[q + 2] << 8 | raw[q + 3]
-                q += 4
-        else:
-            q = p + l3_off
-            if q >= stop:
-                continue
-            et = {4: 0x0800, 6: 0x86DD}.get(raw[q] >> 4, 0)
-        if et == 0x0800:
-            if q + 20 > stop:
-                continue
-            vihl, total, frag, proto, src, dst = ip4_unpack(raw, q)
-            if proto != 17 or frag & 0x3FFF or vihl >> 4 != 4:
-                continue  # not UDP, or a fragment (tshark would reassemble)
-            ipend = min(q + total, stop)
-            u = q + (vihl & 0x0F) * 4
-        elif et == 0x86DD:
-            found = _ip6_udp(raw, q, stop)
-            if found is None:
-                continue
-            u, ipend, src, dst = found
-        else:
+    unpack = _RTP_REST.unpack_from
+    for u in packets:
+        _, epoch, src, sport, dst, dport, p, rel = u
+        n = len(p)
+        if n < 12:
             continue
-        if u + 20 > ipend:
+        b0 = p[0]
+        b1 = p[1]
+        if b0 & 0xC0 != 0x80:
+            if 0x41 <= b0 <= 0x5A and b"\r\n\r\n" in p and _is_sip(p):
+                _sdp_conversations(u, convs)
             continue
-        sport, dport, ulen = udp_unpack(raw, u)
-        if sport in claimed_src or dport in claimed_dst:
-            continue
-        pl = u + 8
-        n = min(ulen - 8, ipend - pl)
-        b0 = raw[pl]
-        b1 = raw[pl + 1]
-        if n < 12 or b0 & 0xC0 != 0x80:
-            continue
-        if b0 & 0x30 or 64 <= b1 & 0x7F <= 95 or n < 12 + 4 * (b0 & 0x0F):
-            if not _accept(raw, n, b0, b1, pl):
+        dyn: DynamicPayloads | str | None = None
+        if convs:
+            dyn = convs.get((dst, dport))
+            if dyn is None:
+                dyn = convs.get((src, sport))
+        if dyn is None:
+            if not heuristic or sport in claimed_src or dport in claimed_dst:
                 continue
-        seq, ts, ssrc = rtp_unpack(raw, pl + 2)
-        dsec = sec - sec0
-        dns = frac * mult - ns0
-        if dsec > 0 and dns < 0:
-            dsec -= 1
-            dns += 1_000_000_000
-        elif dsec < 0 and dns > 0:
-            dsec += 1
-            dns -= 1_000_000_000
+            if b0 & 0x30 or 64 <= b1 & 0x7F <= 95 or n < 12 + 4 * (b0 & 0x0F):
+                if not _accept(p, n, b0, b1):
+                    continue
+        elif dyn is _RTCP or (b1 & 0x80 and 64 <= b1 & 0x7F <= 95) or n < 12 + 4 * (b0 & 0x0F):
+            continue  # RTCP's conversation, or RTCP multiplexed on the RTP port (RFC 5761)
+        seq, ts, ssrc = unpack(p, 2)
         key = (src, sport, dst, dport, ssrc)
         rows = streams.get(key)
         if rows is None:
             rows = streams[key] = []
-        rows.append((dsec * 1000.0 + dns / 1000000, seq, ts, b1))
-    return streams
+        rows.append((rel, seq, ts, b1, dyn, epoch))  # type: ignore[arg-type]  # not _RTCP
+    return [_build(k, v) for k, v in streams.items()]
 
 
-def _ip6_udp(raw: bytes, q: int, stop: int) -> tuple[int, int, bytes, bytes] | None:
-    """(UDP offset, end of IP payload, src, dst) of an unfragmented IPv6 UDP packet."""
-    if q + 40 > stop or raw[q] >> 4 != 6:
-        return None
-    ipend = min(q + 40 + (raw[q + 4] << 8 | raw[q + 5]), stop)
-    nxt, u = raw[q + 6], q + 40
-    while nxt in (0, 43, 60, 44):  # hop-by-hop, routing, destination options, fragment
-        if u + 8 > ipend:
-            return None
-        if nxt == 44:
-            if (raw[u + 2] << 8 | raw[u + 3]) & 0xFFF9:
-                return None  # offset or more-fragments set: a real fragment
-            nxt, u = raw[u], u + 8
-        else:
-            nxt, u = raw[u], u + 8 + raw[u + 1] * 8
-    if nxt != 17:
-        return None
-    return u, ipend, raw[q + 8:q + 24], raw[q + 24:q + 40]
+def _is_sip(p: bytes) -> bool:
+    return p.startswith(b"SIP/2.0 ") or p.split(b" ", 1)[0].decode(errors="replace") in SIP_METHODS
 
 
-def _addr(raw: bytes) -> str:
-    if len(raw) == 4:
-        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
-    return str(ipaddress.IPv6Address(raw))
+def analyze_pcap(path: Path, heuristic: bool = True) -> list[RtpStream]:
+    """Streams of a pcap file (`tshark -q [--enable-heuristic rtp_udp] -z rtp,streams`);
+    raises PcapError (a ValueError) with one line on a file it cannot read."""
+    return rtp_streams(read_pcap(Path(path)).udp, heuristic)
+
+
+_RTP_REST = struct.Struct("!HII")  # seq, timestamp, ssrc
 
 
 def _ms(v: float | None) -> str:

@@ -19,8 +19,10 @@ to print what `tshark -z rtp,streams` prints:
 * the "mean" is a running mean whose divisor is the number of packets so far minus one,
   whether or not the skipped packets contributed (so skipped packets pull it towards 0);
 * "mean jitter" is that running mean of the smoothed jitter values;
-* static payload types take their clock from IANA's table; dynamic ones (96-127) have no
-  clock without SDP, so tshark computes no jitter for them (min jitter stays -1);
+* static payload types take their clock from IANA's table; dynamic ones (96-127) take it
+  from the a=rtpmap line of the SDP that set up the packet's conversation; without one
+  tshark has no clock and computes no jitter (min jitter stays -1); telephone-event never
+  gets jitter;
 * expected = last seq - first seq + 1 + 65536 * wraps, where the *last* packet is the last
   one received, and lost = expected - received (negative with duplicates), both as C's
   uint32/int32.
@@ -151,8 +153,11 @@ class StreamStats:
 
 def analyse(times_ms: Sequence[float], seqs: Sequence[int], stamps: Sequence[int],
             pts: Sequence[int], markers: Sequence[bool],
-            dynamic: DynamicPayloads | None = None) -> StreamStats:
-    """Run rtppacket_analyse over one stream's packets (arrival order)."""
+            dynamic: DynamicPayloads | None = None,
+            dynamics: Sequence[DynamicPayloads | None] | None = None) -> StreamStats:
+    """Run rtppacket_analyse over one stream's packets (arrival order). Dynamic payload
+    types are named and clocked by `dynamic`, or per packet by `dynamics` (the payload map
+    of the SDP conversation each packet belonged to)."""
     st = StreamStats()
     n = len(times_ms)
     if n == 0:
@@ -160,7 +165,8 @@ def analyse(times_ms: Sequence[float], seqs: Sequence[int], stamps: Sequence[int
     delta_out = st.delta_ms
     jitter_out = st.jitter_ms
     flags_out = st.flags
-    clocks: dict[int, tuple[int, bool]] = {}
+    clocks: dict[int, tuple[int, bool]] = {}  # pt -> clock, with one map for the stream
+    map_clocks: dict[tuple[int, int], tuple[int, bool]] = {}  # (pt, id(map)) -> clock
 
     # first packet
     t0 = times_ms[0]
@@ -221,9 +227,17 @@ def analyse(times_ms: Sequence[float], seqs: Sequence[int], stamps: Sequence[int
         if pt != cur_pt:
             flags |= PT_CHANGE
         cur_pt = pt
-        if pt not in clocks:
-            clocks[pt] = clock_rate(pt, dynamic)
-        clock, t_event = clocks[pt]
+        if dynamics is None:
+            ct = clocks.get(pt)
+            if ct is None:
+                ct = clocks[pt] = clock_rate(pt, dynamic)
+        else:
+            dyn = dynamics[i]
+            ck = (pt, id(dyn))
+            ct = map_clocks.get(ck)
+            if ct is None:
+                ct = map_clocks[ck] = clock_rate(pt, dyn)
+        clock, t_event = ct
         if t_event:
             flags |= PT_T_EVENT
         current_jitter = 0.0

@@ -1,14 +1,14 @@
-"""Benchmark: analysis.rtp.analyze_pcap against tshark's RTP stream statistics.
+"""Benchmark: `natlab analyze` (analysis.pcap reader + analysis.rtp.rtp_streams, the path the
+QoS table uses too) against tshark's RTP stream statistics.
 
 One synthetic capture (20 jittery PCMU streams of 10,000 packets with some loss, plus 20,000
 non-RTP datagrams), analysed by both on the same file, wall clock, best of 3. Also checks that
-both find the same streams with the same packet counts. Writes results/bench/rtp_speed.json.
+both print the same stream table (every figure). Writes results/bench/rtp_speed.json.
 """
 from __future__ import annotations
 
 import json
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +29,7 @@ from pcapgen import (  # noqa: E402
     stun_noise,
     write_pcap_fast,
 )
+from tshark_check import differences, tshark_streams  # noqa: E402
 
 from analysis.rtp import analyze_pcap  # noqa: E402
 
@@ -84,12 +85,10 @@ def main() -> int:
             ts_s, proc = best_of(lambda: subprocess.run(cmd, capture_output=True, text=True,
                                                         check=True))
             assert isinstance(proc, subprocess.CompletedProcess)
-            counts = sorted(int(m.group(1)) for m in re.finditer(
-                r"0x[0-9A-F]{8}\s+\S+\s+(\d+)\s", proc.stdout))
             figures.update({
                 "tshark_s": round(ts_s, 3), "tshark_packets_per_s": round(frames / ts_s),
                 "speedup": round(ts_s / ours_s, 2),
-                "same_streams": counts == sorted(s.packets for s in streams)})
+                "same_streams": differences(tshark_streams(pcap), streams) == []})
     (out / "rtp_speed.json").write_text(json.dumps(figures, indent=2) + "\n")
     line = (f"rtp analysis: {frames} packets, {len(streams)} streams: ours {ours_s:.3f} s "
             f"({figures['ours_packets_per_s']} packets/s)")

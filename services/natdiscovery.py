@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from natlab.constants import STUN_PORT
+from natlab.errors import RunFailure
 from topology.nat import Filtering, Mapping, NatBehaviour, NatOptions
 
 MAPPING_LINES = {
@@ -40,7 +41,7 @@ TIMEOUT_LINE = "STUN receive timeout.."
 RUN_SLACK_S = 20.0  # beyond a test's own timer: retransmissions and interpreter start
 
 
-class DiscoveryError(RuntimeError):
+class DiscoveryError(RunFailure):
     """natdiscovery could not be run or said nothing usable; the message is one line."""
 
 

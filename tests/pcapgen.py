@@ -3,9 +3,10 @@
 A capture is a list of `Datagram`s (one UDP datagram each, time in integer microseconds so the
 pcap timestamps are exact). `rtp_stream` builds one RTP stream with the impairments the tests
 need (loss, duplicates, reordering, bursts, jitter, marker bits, timestamp jumps); the
-`*_noise` helpers build UDP payloads that are not RTP. `write_pcap` writes them with scapy
-(Ethernet or Linux cooked framing); `write_pcap_fast` writes the same bytes with `struct` for
-captures too large for scapy.
+`*_noise` helpers build UDP payloads that are not RTP, `sip_with_sdp` a SIP message with an
+SDP. `write_pcap` writes them with scapy (Ethernet, 802.1Q, QinQ, Linux cooked v1/v2, raw IP,
+BSD loopback; optional IP fragments and nanosecond timestamps); `write_pcap_fast` writes
+the same bytes with `struct` for captures too large for scapy.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import ARP, CookedLinux, Dot1Q, Ether
+from scapy.layers.inet import IP, UDP, fragment
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
+from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether, Loopback
 from scapy.packet import Packet, Raw
 from scapy.utils import EDecimal, PcapWriter
 
@@ -138,12 +139,18 @@ def random_noise(t_us: int, src: str, sport: int, dst: str, dport: int,
     return Datagram(t_us, src, sport, dst, dport, bytes(body))
 
 
+PCMU_DTMF = ("m=audio {port} RTP/AVP 0 101", "a=rtpmap:0 PCMU/8000",
+             "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16", "a=sendrecv")
+
+
 def sip_with_sdp(t_us: int, src: str, sport: int, dst: str, dport: int, first_line: str,
-                 call_id: str, cseq: str, media_ip: str, media_port: int) -> Datagram:
-    """A SIP INVITE or 200 OK offering PCMU + telephone-event on media_ip:media_port."""
-    sdp = (f"v=0\r\no=- 1 1 IN IP4 {media_ip}\r\ns=natlab\r\nc=IN IP4 {media_ip}\r\n"
-           f"t=0 0\r\nm=audio {media_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
-           "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n")
+                 call_id: str, cseq: str, media_ip: str, media_port: int,
+                 media: Sequence[str] = PCMU_DTMF) -> Datagram:
+    """A SIP INVITE or 200 OK whose SDP has these media lines ({port}: media_port; default
+    PCMU + telephone-event) under a session-level c= media_ip."""
+    ip = "IP6" if ":" in media_ip else "IP4"
+    sdp = (f"v=0\r\no=- 1 1 IN {ip} {media_ip}\r\ns=natlab\r\nc=IN {ip} {media_ip}\r\n"
+           "t=0 0\r\n" + "".join(line.format(port=media_port) + "\r\n" for line in media))
     head = (f"{first_line}\r\nVia: SIP/2.0/UDP {src}:{sport};branch=z9hG4bK{call_id}\r\n"
             f"From: <sip:1002@{src}>;tag=a\r\nTo: <sip:2005@{dst}>\r\nCall-ID: {call_id}\r\n"
             f"CSeq: {cseq}\r\nContact: <sip:1002@{src}:{sport}>\r\n"
@@ -170,33 +177,63 @@ def merge(*captures: Iterable[Frame]) -> list[Frame]:
     return [d for _, _, _, d in tagged]
 
 
-def _frame(d: Datagram, link: str) -> Packet:
-    ip: Packet = IPv6(src=d.src, dst=d.dst) if ":" in d.src else IP(src=d.src, dst=d.dst, id=0)
-    l3 = ip / UDP(sport=d.sport, dport=d.dport) / Raw(d.payload)
-    ethertype = 0x86DD if ":" in d.src else 0x0800
+# link name -> pcap link type (DLT)
+LINKS = {"ether": 1, "vlan": 1, "qinq": 1, "sll": 113, "sll2": 276, "raw": 101, "null": 0}
+
+
+def _l3(d: Datagram, mtu: int | None) -> list[Packet]:
+    """The IP packet(s) of a datagram: fragments if it does not fit in `mtu` bytes."""
+    payload = UDP(sport=d.sport, dport=d.dport) / Raw(d.payload)
+    if ":" in d.src:
+        pkt6 = IPv6(src=d.src, dst=d.dst) / payload
+        if mtu is None or len(pkt6) <= mtu:
+            return [pkt6]
+        whole = IPv6(src=d.src, dst=d.dst) / IPv6ExtHdrFragment(id=d.t_us & 0xFFFFFFFF) / payload
+        return list(fragment6(whole, mtu))
+    pkt4 = IP(src=d.src, dst=d.dst, id=d.t_us & 0xFFFF) / payload
+    if mtu is None or len(pkt4) <= mtu:
+        return [pkt4]
+    return list(fragment(pkt4, fragsize=(mtu - 20) // 8 * 8))
+
+
+def _frame(l3: Packet, link: str) -> Packet:
+    ethertype = 0x86DD if isinstance(l3, IPv6) else 0x0800
     if link == "sll":
         return CookedLinux(pkttype=0, lladdrtype=1, lladdrlen=6, src=b"\x02" * 6 + b"\0\0",
                            proto=ethertype) / l3
+    if link == "sll2":
+        return CookedLinuxV2(proto=ethertype, ifindex=2, lladdrtype=1, pkttype=0, lladdrlen=6,
+                             src=b"\x02" * 6 + b"\0\0") / l3
+    if link == "raw":
+        return l3
+    if link == "null":
+        return Loopback(type=24 if ethertype == 0x86DD else 2) / l3
     eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
     if link == "vlan":
         return eth / Dot1Q(vlan=7) / l3
+    if link == "qinq":
+        return eth / Dot1AD(vlan=100) / Dot1Q(vlan=7) / l3
     return eth / l3
 
 
-def write_pcap(path: Path, datagrams: Iterable[Datagram | ArpFrame],
-               link: str = "ether") -> Path:
-    """Write with scapy. link: "ether" (DLT 1), "vlan" (802.1Q-tagged Ethernet) or "sll"
-    (Linux cooked, DLT 113); an address with ":" makes the datagram IPv6."""
-    with PcapWriter(str(path), linktype=113 if link == "sll" else 1, sync=False) as w:
+def write_pcap(path: Path, datagrams: Iterable[Datagram | ArpFrame], link: str = "ether",
+               mtu: int | None = None, nano: bool = False) -> Path:
+    """Write with scapy. link: a LINKS name ("vlan": 802.1Q-tagged Ethernet, "qinq": 802.1ad +
+    802.1Q, "sll"/"sll2": Linux cooked v1/v2, "raw": raw IP, "null": BSD loopback); an address
+    with ":" makes the datagram IPv6; a datagram longer than `mtu` goes out in IP fragments
+    (1 us apart, the last one at the datagram's time); nano: nanosecond timestamps."""
+    with PcapWriter(str(path), linktype=LINKS[link], sync=False, nano=nano) as w:
         for d in datagrams:
-            pkt: Packet
+            frames: list[Packet]
             if isinstance(d, ArpFrame):
-                pkt = Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / ARP(
-                    psrc=d.src, pdst=d.dst)
+                frames = [Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / ARP(
+                    psrc=d.src, pdst=d.dst)]
             else:
-                pkt = _frame(d, link)
-            pkt.time = EDecimal(EPOCH_US + d.t_us) / EDecimal(1_000_000)
-            w.write(pkt)
+                frames = [_frame(p, link) for p in _l3(d, mtu)]
+            for k, pkt in enumerate(frames):
+                t_us = EPOCH_US + d.t_us - (len(frames) - 1 - k)
+                pkt.time = EDecimal(t_us) / EDecimal(1_000_000)
+                w.write(pkt)
     return path
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pcapgen import LINKS, Datagram, write_pcap
 from scapy.layers.inet import IP, TCP, UDP, fragment
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from scapy.utils import PcapReader, wrpcap
 
-from analysis.packets import Udp, parse_sdp, parse_sip, read_udp
+from analysis.packets import Udp, parse_sdp, parse_sip, read_pcap, read_udp
+from analysis.pcap import PcapError
 
 INVITE = (b"INVITE sip:2005@192.168.1.10 SIP/2.0\r\nVia: SIP/2.0/UDP 172.16.10.12:5060\r\n"
           b"Record-Route: <sip:203.0.113.2:5080;lr>, <sip:192.168.1.10;lr>\r\n"
@@ -80,5 +82,32 @@ def test_sip_and_sdp_parsing() -> None:
 def test_not_a_pcap(tmp_path: Path) -> None:
     path = tmp_path / "x.pcap"
     path.write_bytes(b"\x0a\x0d\x0d\x0a" + b"\0" * 40)
+    with pytest.raises(PcapError, match="pcapng is not supported, convert it first"):
+        read_udp(path)
+    path.write_bytes(b"junk" * 10)
     with pytest.raises(ValueError, match="not a classic pcap"):
         read_udp(path)
+    assert read_udp(tmp_path / "missing.pcap") == []
+
+
+@pytest.mark.parametrize("link", list(LINKS))
+@pytest.mark.parametrize("nano", [False, True])
+def test_link_types_fragments_and_times(tmp_path: Path, link: str, nano: bool) -> None:
+    """Every link type, IPv4 and IPv6, datagrams in fragments: records in Wireshark's frame
+    numbering (a reassembled datagram at its last fragment), exact relative times."""
+    grams = [Datagram(0, "10.0.0.1", 4000, "10.0.0.2", 5000, b"\x80" * 40),
+             Datagram(1_500, "2001:db8::1", 4000, "2001:db8::2", 5000, b"v6" * 30),
+             Datagram(20_001, "10.0.0.1", 4000, "10.0.0.2", 5000, bytes(range(256)) * 6),
+             Datagram(40_000, "2001:db8::2", 5000, "2001:db8::1", 4000, b"f" * 1500),
+             Datagram(60_000, "10.0.0.2", 5000, "10.0.0.1", 4000, b"\x00\x01")]
+    path = write_pcap(tmp_path / f"{link}.pcap", grams, link=link, mtu=600, nano=nano)
+    cap = read_pcap(path)
+    with PcapReader(str(path)) as reader:
+        n_frames = sum(1 for _ in reader)
+    assert cap.frames == n_frames > len(grams)
+    got = [(u.src, u.sport, u.dst, u.dport, u.payload) for u in cap.udp]
+    assert got == [(g.src, g.sport, g.dst, g.dport, g.payload) for g in grams]
+    assert cap.udp[-1].frame == n_frames  # the last datagram is the last frame
+    first = grams[0].t_us
+    assert [u.rel_ns for u in cap.udp] == [(g.t_us - first) * 1000 for g in grams]
+    assert cap.udp[2].frame - cap.udp[1].frame == 3  # 1544 bytes in 3 fragments of <= 600

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,76 +30,21 @@ from pcapgen import (
     write_pcap,
     write_pcap_fast,
 )
+from tshark_check import TSHARK, Key, assert_like_tshark, differences, tshark_streams
 
+from analysis.packets import read_udp
 from analysis.rtp import (
     RtpStream,
-    analyze_packets,
     analyze_pcap,
     format_streams,
     port_claimed,
     rtp_header,
+    rtp_streams,
     streams_json,
 )
-from analysis.rtpstats import DynamicPayloads
 from natlab import cmd_analyze
 
-TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
-
-Key = tuple[str, str, int]  # ("src:port", "dst:port", ssrc)
-ROW = re.compile(
-    r"^\s*(?P<start>\d+\.\d+)\s+(?P<end>\d+\.\d+)\s+(?P<src>\S+)\s+(?P<sport>\d+)\s+"
-    r"(?P<dst>\S+)\s+(?P<dport>\d+)\s+0x(?P<ssrc>[0-9A-F]{8})\s+(?P<payload>.*?)\s+"
-    r"(?P<pkts>\d+)\s+(?P<lost>-?\d+)\s+\((?P<pct>\S+)%\)\s+(?P<mind>\S+)\s+(?P<meand>\S+)\s+"
-    r"(?P<maxd>\S+)\s+(?P<minj>\S+)\s+(?P<meanj>\S+)\s+(?P<maxj>\S+)\s*(?P<problem>X?)\s*$")
-FIELDS = ("start", "end", "payload", "pkts", "lost", "pct", "mind", "meand", "maxd", "minj",
-          "meanj", "maxj", "problem")
-
-
-def tshark_streams(pcap: Path) -> dict[Key, dict[str, str]]:
-    assert TSHARK is not None
-    out = subprocess.run([TSHARK, "-q", "-n", "-r", str(pcap), "--enable-heuristic", "rtp_udp",
-                          "-z", "rtp,streams"], capture_output=True, text=True, check=True,
-                         timeout=120).stdout
-    assert "RTP Streams" in out, out
-    rows: dict[Key, dict[str, str]] = {}
-    for line in out.splitlines():
-        m = ROW.match(line)
-        if m:
-            g = m.groupdict()
-            rows[(f"{g['src']}:{g['sport']}", f"{g['dst']}:{g['dport']}",
-                  int(g["ssrc"], 16))] = {k: g[k] for k in FIELDS}
-    return rows
-
-
-def as_printed(s: RtpStream) -> dict[str, str]:
-    """Our figures formatted as tshark 4.0's rtp,streams table prints them."""
-    def ms(v: float | None) -> str:
-        return "-1.000" if v is None else f"{v:.3f}"
-    return {"start": f"{s.start_s:.6f}", "end": f"{s.end_s:.6f}", "payload": s.payload_names(),
-            "pkts": str(s.packets), "lost": str(s.lost), "pct": f"{s.loss_pct:.1f}",
-            "mind": ms(s.min_delta_ms), "meand": ms(s.mean_delta_ms), "maxd": ms(s.max_delta_ms),
-            "minj": ms(s.min_jitter_ms), "meanj": ms(s.mean_jitter_ms),
-            "maxj": ms(s.max_jitter_ms), "problem": "X" if s.problem else ""}
-
-
-def differences(theirs: dict[Key, dict[str, str]], ours: list[RtpStream]) -> list[str]:
-    mine = {(s.src, s.dst, s.ssrc): as_printed(s) for s in ours}
-    diffs = [f"only tshark: {k}" for k in sorted(set(theirs) - set(mine))]
-    diffs += [f"only ours: {k}" for k in sorted(set(mine) - set(theirs))]
-    for k in sorted(set(theirs) & set(mine)):
-        for f in FIELDS:
-            if theirs[k][f] != mine[k][f]:
-                diffs.append(f"{k} {f}: tshark {theirs[k][f]!r} ours {mine[k][f]!r}")
-    return diffs
-
-
-def assert_like_tshark(pcap: Path, dynamic: DynamicPayloads | None = None
-                       ) -> dict[Key, RtpStream]:
-    ours = analyze_pcap(pcap, dynamic)
-    assert differences(tshark_streams(pcap), ours) == []
-    assert len(ours) == len({(s.src, s.dst, s.ssrc) for s in ours})
-    return {(s.src, s.dst, s.ssrc): s for s in ours}
 
 
 A, B = "10.0.0.1:40000", "10.0.0.2:40002"
@@ -274,8 +216,7 @@ SCENARIOS: dict[str, Scenario] = {
 def test_streams_like_tshark(name: str, tmp_path: Path) -> None:
     build, check = SCENARIOS[name]
     pcap = write_pcap(tmp_path / f"{name}.pcap", build(random.Random(name)))
-    sdp = {101: ("telephone-event", 8000)} if name == "call" else None  # as its SIP says
-    check(assert_like_tshark(pcap, sdp))
+    check(assert_like_tshark(pcap))
 
 
 @needs_tshark
@@ -328,17 +269,14 @@ def test_heuristic_rejects_what_wireshark_rejects() -> None:
     assert not port_claimed(4000, 4000) and not port_claimed(40000, 5060)
 
 
-def test_analyze_packets_matches_pcap_path(tmp_path: Path) -> None:
+def test_reader_and_stream_paths_agree(tmp_path: Path) -> None:
+    """analyze_pcap is rtp_streams over the one reader's records."""
     frames = merge(rtp_stream(StreamSpec(jitter_us=4000, lost={7}), random.Random(2)),
                    noise(random.Random(4)))
-    from_pcap = analyze_pcap(write_pcap_fast(tmp_path / "x.pcap", frames))
-    records = [(d.t_us / 1e6, d.src, d.sport, d.dst, d.dport, d.payload) for d in frames]
-    from_records = analyze_packets(records)
-    assert [(s.src, s.dst, s.ssrc, s.packets, s.lost) for s in from_records] == \
-        [(s.src, s.dst, s.ssrc, s.packets, s.lost) for s in from_pcap]
-    for a, b in zip(from_pcap, from_records, strict=True):
-        assert a.max_jitter_ms == pytest.approx(b.max_jitter_ms, abs=1e-6)
-        assert a.series.delta_ms == pytest.approx(b.series.delta_ms, abs=1e-6)
+    pcap = write_pcap_fast(tmp_path / "x.pcap", frames)
+    a, b = analyze_pcap(pcap), rtp_streams(read_udp(pcap))
+    assert [s.as_dict() for s in a] == [s.as_dict() for s in b]
+    assert a[0].series.epoch_s[0] == pytest.approx(1_700_000_000 + frames[0].t_us / 1e6)
 
 
 def test_outputs_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -357,6 +295,8 @@ def test_outputs_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     cmd_analyze.register(parser.add_subparsers())
     args = parser.parse_args(["analyze", str(pcap), "--json"])
     assert args.func(args) == 0 and '"lost": 1' in capsys.readouterr().out
+    args = parser.parse_args(["analyze", str(pcap), "--sdp-only"])  # no SDP: no stream
+    assert args.func(args) == 0 and "no RTP streams" in capsys.readouterr().out
     for bad in (tmp_path / "missing.pcap", tmp_path / "junk.pcap"):
         if bad.name == "junk.pcap":
             bad.write_bytes(b"\x0a\x0d\x0d\x0a" + bytes(40))

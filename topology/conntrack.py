@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from natlab.errors import RunFailure
+
 STATUS_BITS = {1: "EXPECTED", 2: "SEEN_REPLY", 4: "ASSURED", 8: "CONFIRMED", 16: "SRC_NAT",
                32: "DST_NAT", 128: "SRC_NAT_DONE", 256: "DST_NAT_DONE", 512: "DYING",
                8192: "HELPER"}
@@ -24,7 +26,7 @@ PROTOS = {socket.IPPROTO_UDP: "udp", socket.IPPROTO_TCP: "tcp", socket.IPPROTO_I
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class ConntrackError(RuntimeError):
+class ConntrackError(RunFailure):
     """The table or the counters could not be read; the message is one line."""
 
 

@@ -57,6 +57,7 @@ class Verdict:
     seconds: float = 0.0
     calls: list[dict[str, Any]] = field(default_factory=list)  # per call, multi-call scenarios
     rtp_agent: dict[str, Any] = field(default_factory=dict)  # the agents' own RTP counters
+    nat: dict[str, Any] = field(default_factory=dict)  # the NAT matrix cell (analysis.nat)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -121,6 +122,11 @@ def _bye_ok(report: dict[str, Any]) -> bool:
     return bye.get("direction") == "sent" and bye.get("status") == 200
 
 
+def _cseq(m: SipMessage) -> int:
+    number = m.header("cseq").split()[:1]
+    return int(number[0]) if number and number[0].isdigit() else -1
+
+
 def heard_tone(report: dict[str, Any], hz: int) -> bool:
     rec = report.get("recording")
     return isinstance(rec, str) and Path(rec).exists() and contains_tone(Path(rec), hz)
@@ -148,7 +154,11 @@ class Explainer:
         call, lab = self.call, self.label
         if not self.call_id:
             return [f"{call.caller} never sent an INVITE ({self.c_pbx}.pcap has none)."]
-        to_caller = [m for m in self.msgs[self.c_pbx] if m.pkt.dst == self.c_ip]
+        # the last INVITE transaction: a protected PBX challenges the first one (407)
+        invites = [m for m in requests(self.msgs[self.c_pbx], "INVITE") if m.pkt.src == self.c_ip]
+        last = max((_cseq(m) for m in invites), default=None)
+        to_caller = [m for m in self.msgs[self.c_pbx]
+                     if m.pkt.dst == self.c_ip and (last is None or _cseq(m) == last)]
         final = final_response(to_caller, "INVITE")
         if final is None:
             return [f"The INVITE from {call.caller} got no final response "

@@ -13,15 +13,17 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from analysis.evidence import Captures
 from analysis.ladder import Ladder
 from analysis.ladder import build as build_ladder
+from analysis.nat import judge_nat
+from analysis.nat import load as load_nat
 from analysis.record import CallRecord, ScenarioRecord, load_reports, pcap_files
-from analysis.verdict import Subject, Verdict, combine, error_verdict
+from analysis.verdict import Subject, Verdict, combine, error_verdict, with_checks
 from natlab.errors import AnalysisError, InputError, NatlabError, RunFailure
 from natlab.guard import RunLock, clean_leftovers, raise_on_term
 from natlab.preflight import preflight
@@ -158,13 +160,24 @@ def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario,
         return error_verdict(_subject(sc), why, rec.seconds), None
     caps: dict[str, Captures] = {}
     calls: list[Verdict] = []
+    nat = load_nat(folder)
     qos = QosScenario(sc.name, sc.description, wan_of(sc, plan), mechanism(rec.wan)) \
         if sc.qos else None
     for call in rec.calls:
         if call.pcaps not in caps:
             caps[call.pcaps] = Captures(pcap_files(folder, call))
         inp = CallInput(plan, sc, call, load_reports(folder, call), caps[call.pcaps])
-        calls.append(kind.judge(inp))
+        verdict = kind.judge(inp)
+        if nat is not None:
+            checks, lines, cell = judge_nat(plan, caps[call.pcaps], nat, call.caller,
+                                            call.callee, inp.reports,
+                                            sc.remedy.name if sc.remedy else "custom",
+                                            dict(verdict.checks))
+            verdict = with_checks(verdict, checks, lines)
+            verdict.nat = asdict(cell)
+            if cell.state == "invalid":
+                verdict.verdict = "invalid"
+        calls.append(verdict)
         if qos is not None:
             qos.rows += kind.qos(inp)
         if ladders is not None:

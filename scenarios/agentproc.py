@@ -12,6 +12,7 @@ from typing import Any
 from natlab.constants import CALL_SLACK_S, SIP_PORT, STUN_PORT
 from natlab.errors import RunFailure
 from scenarios.model import Call, Scenario
+from services.coturn import TurnAuth
 from topology.plan import Plan
 
 AGENT_MODULES = {"pjsua2": "agents.sipagent", "baresip": "agents.baresip_agent"}
@@ -40,6 +41,9 @@ def phone_args(plan: Plan, sc: Scenario, ext: str, name: str, tone: int, workdir
     args += extra or []
     if sc.stun:
         args += ["--stun", f"{plan.servers.stun}:{STUN_PORT}"]
+    if sc.remedy is not None:
+        turn = TurnAuth()
+        args += sc.remedy.agent_args(plan.servers.stun, turn.user, turn.password)
     if password is not None:  # digest password at the PBX (protected PBX)
         args += ["--password", password]
     return args

@@ -10,15 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from analysis.expect import VERDICTS
+from scenarios.remedy import REMEDIES, Remedy
 from services.kamailio import TrunkMode
+from topology.nat import NatOptions, nat_table
 from topology.plan import ConfigError, Plan, parse_wan_profiles, read_toml
 
 SCENARIO_ROOT = Path(__file__).resolve().parent
 TRUNKS = tuple(m.value for m in TrunkMode)
 PHONE_AGENTS = ("baresip",)  # phones may run these instead of the pjsua2 agent
 COMMON_KEYS = frozenset({"description", "kind", "stun", "trunk", "expect", "caller", "callee",
-                         "duration_s", "calls", "pairs", "wan", "qos", "insecure",
-                         *PHONE_AGENTS})
+                         "duration_s", "calls", "pairs", "wan", "qos", "insecure", "nat",
+                         "remedy", "measure", *PHONE_AGENTS})
+MEASURES = ("mapping", "filtering", "hairpin")  # RFC 5780 discovery tests a scenario asks for
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class Scenario:
     spec: Any = None  # the kind's own settings (ring group, conference room, ...)
     agents: tuple[tuple[str, str], ...] = ()  # (extension, agent) for phones not on pjsua2
     insecure: bool = False  # the PBXs without digest auth, trunk check and flood guard
+    nat: tuple[tuple[str, NatOptions], ...] = ()  # per LAN name; missing = today's router
+    remedy: Remedy | None = None  # a named remedy (sets stun and trunk)
+    measure: tuple[str, ...] = ()  # discovery tests before the calls ((): none)
     source: Path | None = None  # the TOML file it came from
 
     def call_list(self) -> list[Call]:
@@ -94,9 +100,13 @@ def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
     extra = set(data) - COMMON_KEYS - kind.keys
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    remedy = _remedy(where, data)
+    if remedy is not None:
+        data = {**data, "stun": remedy.stun, "trunk": remedy.trunk}
     if not isinstance(data.get("stun"), bool):
         raise ConfigError(f"{where}: stun must be true or false")
     trunk = _choice(where, "trunk", data.get("trunk"), TRUNKS)
+    nat = _nat(where, data.get("nat"), remedy)
     expect = _choice(where, "expect", data.get("expect", "works"), VERDICTS)
     spec = kind.parse(where, data, plan)
     caller, callee = kind.endpoints(spec, str(data.get("caller", plan.call.caller)),
@@ -126,9 +136,40 @@ def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
                   duration_s=duration, calls=calls, pairs=pairs, wan=wan,
                   wan_values=wan_values, qos=bool(data.get("qos", False)), kind=kind_name,
                   spec=spec, agents=_agents(where, data, plan),
-                  insecure=_flag(where, data, "insecure"), source=path)
+                  insecure=_flag(where, data, "insecure"), nat=nat, remedy=remedy,
+                  measure=_measure(where, data, nat), source=path)
     kind.validate(sc)
     return sc
+
+
+def _remedy(where: str, data: dict[str, Any]) -> Remedy | None:
+    if "remedy" not in data:
+        return None
+    name = _choice(where, "remedy", data["remedy"], tuple(REMEDIES))
+    if "stun" in data or "trunk" in data:
+        raise ConfigError(f"{where}: remedy {name} sets stun and trunk; give one or the other")
+    return REMEDIES[name]
+
+
+def _nat(where: str, raw: Any, remedy: Remedy | None) -> tuple[tuple[str, NatOptions], ...]:
+    try:
+        table = nat_table(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if remedy is not None and remedy.alg:  # the ALG runs on both routers
+        table = {lan: NatOptions(o.behaviour, o.hairpin, o.udp_timeout_s,
+                                 o.udp_stream_timeout_s, True)
+                 for lan, o in {"lan1": NatOptions(), "lan2": NatOptions(), **table}.items()}
+    return tuple(sorted(table.items()))
+
+
+def _measure(where: str, data: dict[str, Any],
+             nat: tuple[tuple[str, NatOptions], ...]) -> tuple[str, ...]:
+    """Discovery runs wherever a NAT is configured: mapping and filtering by default."""
+    raw = data.get("measure", list(MEASURES[:2]) if nat else [])
+    if not isinstance(raw, list) or any(m not in MEASURES for m in raw):
+        raise ConfigError(f"{where}: measure must be a list of {', '.join(MEASURES)}")
+    return tuple(str(m) for m in raw)
 
 
 def _flag(where: str, data: dict[str, Any], key: str) -> bool:

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 from analysis.record import CallRecord, ScenarioRecord
 from capture.tcpdump import start_captures
 from natlab.constants import READY_TIMEOUT_S, STUN_PORT
 from natlab.progress import Progress
+from scenarios import natrun
 from scenarios.agentproc import call_dir
 from scenarios.kinds import KINDS
 from scenarios.kinds.base import RoundContext
 from scenarios.model import Call, Scenario
 from scenarios.wan import wan_profile
-from services.coturn import Coturn, CoturnOptions
+from services.coturn import Coturn, CoturnOptions, TurnAuth
 from services.credentials import make_credentials
 from services.daemon import Daemon
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
@@ -60,8 +61,10 @@ def port_forwards(plan: Plan, trunk: str) -> dict[str, PortForward | None]:
 
 def _daemons(net: Network, plan: Plan, trunk: str, sc: Scenario | None,
              outdir: Path, creds: dict[str, str]) -> list[Daemon]:
-    daemons: list[Daemon] = [Coturn(net.stun, outdir / "stun",
-                                    CoturnOptions(listen_ips=(plan.servers.stun,), port=STUN_PORT))]
+    remedy = sc.remedy if sc is not None else None
+    ips = (plan.servers.stun, plan.servers.stun2) if plan.servers.stun2 else (plan.servers.stun,)
+    daemons: list[Daemon] = [Coturn(net.stun, outdir / "stun", CoturnOptions(
+        listen_ips=ips, port=STUN_PORT, turn=TurnAuth() if remedy and remedy.turn else None))]
     for lan in plan.lans:
         daemons.append(Kamailio(net.host(lan.pbx_name), outdir / lan.pbx_name,
                                 pbx_options(plan, lan, trunk, sc, creds)))
@@ -111,7 +114,8 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
     try:
-        with Network(plan, port_forwards(plan, sc.trunk)) as net, ExitStack() as stack:
+        with Network(plan, port_forwards(plan, sc.trunk), nat=dict(sc.nat)) as net, \
+                ExitStack() as stack:
             start_services(stack, net, plan, sc.trunk, sc, outdir, creds)
             rec.wan = stack.enter_context(wan_profile(net, plan, sc, outdir))
             for rnd in range(1, sc.rounds + 1):
@@ -119,10 +123,12 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
                 rdir = outdir / _pcap_dir(sc, rnd)
                 rdir.mkdir(parents=True, exist_ok=True)
                 t0 = time.monotonic()
+                phones = kind.phones(sc, calls)
                 with ExitStack() as round_stack, progress.status(
-                        _round_line(sc, rnd, len(calls))):
+                        _round_line(sc, rnd, len(calls))), natrun.watch(
+                        net, plan, sc, outdir, phones) if rnd == 1 else nullcontext():
                     specs = [(net.host(node), intf, rdir / f"{key}.pcap")
-                             for node, intf, key in capture_points(plan, kind.phones(sc, calls))]
+                             for node, intf, key in capture_points(plan, phones)]
                     for cap in start_captures(specs):
                         round_stack.callback(cap.stop)
                     kind.run_round(RoundContext(round_stack, net, plan, sc, outdir, creds),

@@ -1,0 +1,238 @@
+"""NAT evidence of a call: what each router is (configured vs measured), where its media went,
+what the STUN answer promised against the port the router really used, what the WAN firewall
+dropped, and what a SIP ALG rewrote. Pure: nat.json (scenarios.natrun) + the captures.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis.evidence import Captures, where
+from analysis.ladder import ADDR, xor_mapped
+from analysis.packets import SipMessage, Udp
+from topology.plan import Plan, phone_name
+
+FILE = "nat.json"
+TURN_PORTS = range(49152, 65536)  # coturn's relay range (natlab's TurnAuth: 49152-49251)
+ANCHOR_PORTS = range(30000, 30101)  # rtpengine's media ports (RtpengineOptions)
+
+
+@dataclass
+class NatCell:
+    """One matrix cell as the report shows it."""
+    lan1: str
+    lan2: str
+    remedy: str
+    state: str  # works | fails | one-way | invalid
+    rtp: dict[str, int]  # received by caller / callee
+    path: str  # direct | relayed | anchored | none
+    first_media_s: float | None  # INVITE -> first RTP at the later of the two phones
+    measured: dict[str, str] = field(default_factory=dict)  # lan -> "APDM/APDF"
+
+
+def load(folder: Path) -> dict[str, Any] | None:
+    path = folder / FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def measured_name(entry: dict[str, Any]) -> str:
+    m = entry.get("measured") or {}
+    if not m.get("mapping"):
+        return "not measured"
+    return f"{m['mapping']}/{m['filtering']}" + (f" ({m['behaviour']})" if m.get("behaviour")
+                                                 else "")
+
+
+def router_lines(nat: dict[str, Any]) -> list[str]:
+    """Configured vs measured, drops, per router."""
+    out = []
+    for entry in nat["routers"].values():
+        c = entry["configured"]
+        line = (f"{entry['router']}: configured {c['behaviour']} ({c['rfc4787']}"
+                + (", hairpin" if c["hairpin"] else "") + (", SIP ALG" if c["sip_alg"] else "")
+                + f"), measured {measured_name(entry)}")
+        if entry.get("mismatches"):
+            line += " — MISMATCH: " + "; ".join(entry["mismatches"])
+        drops = entry.get("drops") or {}
+        dropped = sum(int(d.get("packets", 0)) for d in drops.values())
+        line += (f"; its WAN firewall dropped {dropped} unsolicited inbound packet"
+                 f"{'' if dropped == 1 else 's'}")
+        out.append(line + ".")
+    return out
+
+
+def media_path(plan: Plan, caps: Captures, caller: str) -> str:
+    """Where the caller's RTP went on its router's WAN side."""
+    wan = f"{plan.lan_of(caller).router_name}-wan"
+    dsts = [(p.dst, p.dport) for p in caps.packets(wan) if p.kind == "rtp"]
+    if not dsts:
+        return "none"
+    dst, port = max(set(dsts), key=dsts.count)
+    if dst == plan.servers.stun:
+        return "anchored" if port in ANCHOR_PORTS else "relayed"
+    return "direct" if any(dst == lan.wan_ip for lan in plan.lans) else "nowhere"
+
+
+def first_media_s(plan: Plan, caps: Captures, caller: str, callee: str) -> float | None:
+    """From the caller's INVITE to the first RTP each phone received; the later one."""
+    ip = plan.lan_of(caller).phones[caller]
+    invite = caps.first_invite(phone_name(caller), ip)
+    if invite is None:
+        return None
+    firsts = []
+    for ext in (caller, callee):
+        mine = plan.lan_of(ext).phones[ext]
+        got = [p for p in caps.packets(phone_name(ext)) if p.kind == "rtp" and p.dst == mine]
+        if not got:
+            return None
+        firsts.append(got[0].time)
+    return round(max(firsts) - invite.pkt.time, 3)
+
+
+def stun_vs_router(plan: Plan, caps: Captures, nat: dict[str, Any], ext: str,
+                   peer_public: str) -> str | None:
+    """The mapping the STUN answer gave the phone's RTP port against the public port its
+    router used toward the peer (WAN capture, and conntrack mid-call)."""
+    lan = plan.lan_of(ext)
+    ip, cap, wan = lan.phones[ext], phone_name(ext), f"{lan.router_name}-wan"
+    rtp_out = [p for p in caps.packets(cap) if p.kind == "rtp" and p.src == ip]
+    if not rtp_out:
+        return None
+    port = rtp_out[0].sport
+    answers = [p for p in caps.packets(cap) if p.kind == "stun" and p.dst == ip
+               and p.dport == port and xor_mapped(p.payload)]
+    if not answers:
+        return None
+    mapped = xor_mapped(answers[0].payload)
+    toward = [p for p in caps.packets(wan) if p.kind == "rtp" and p.src == lan.wan_ip
+              and p.dst == peer_public]
+    if not toward:
+        return None
+    used = f"{toward[0].src}:{toward[0].sport}"
+    entry = nat["routers"].get(lan.name, {})
+    ct = [e for e in entry.get("conntrack", []) if e["orig"]["src"] == ip
+          and e["orig"]["sport"] == port and e["orig"]["dst"] == peer_public]
+    ct_text = (f"; conntrack mid-call: {ip}:{port} -> {peer_public} is mapped to "
+               f"{ct[0]['reply']['dst']}:{ct[0]['reply']['dport']}" if ct else "")
+    same = "the same mapping" if used == mapped else "ANOTHER mapping"
+    return (f"{ext}'s STUN answer gave {mapped} for its RTP port {port} "
+            f"({where(cap, answers[0])}); toward the peer {lan.router_name} used {used} "
+            f"({where(wan, toward[0])}): {same}{ct_text}.")
+
+
+def unforwarded(plan: Plan, caps: Captures, ext: str) -> str | None:
+    """RTP that reached a router's public side for a phone but never entered its LAN."""
+    lan = plan.lan_of(ext)
+    wan, lan_cap = f"{lan.router_name}-wan", f"{lan.router_name}-lan"
+    inbound = [p for p in caps.packets(wan) if p.kind == "rtp" and p.dst == lan.wan_ip]
+    inside = [p for p in caps.packets(lan_cap) if p.kind == "rtp" and p.dst == lan.phones[ext]]
+    if not inbound or len(inside) >= len(inbound):
+        return None
+    first = inbound[0]
+    return (f"{len(inbound)} RTP packets reached {lan.router_name}'s public address for {ext} "
+            f"(first {where(wan, first)}, from {first.src}:{first.sport} to port {first.dport}); "
+            f"{lan.router_name} let {len(inside)} into LAN{lan.index}: the rest matched no "
+            "mapping its filtering accepts.")
+
+
+def alg_rewrites(plan: Plan, caps: Captures, call_id: str) -> list[str]:
+    """The same SIP message on both sides of each router, on its way out: which addresses in
+    its payload the router changed (a SIP ALG at work) and which private ones it left."""
+    out = []
+    for lan in plan.lans:
+        lan_cap, wan_cap = f"{lan.router_name}-lan", f"{lan.router_name}-wan"
+        inside = {_key(m): m for m in caps.sip.get(lan_cap, [])
+                  if m.call_id == call_id and _in(lan.subnet, m.pkt.src)}
+        for m in caps.sip.get(wan_cap, []):
+            twin = inside.get(_key(m)) if m.call_id == call_id else None
+            if twin is None or twin.sdp is None:
+                continue
+            before, after = _addresses(twin), _addresses(m)
+            changed = [f"{f} {before[f]} -> {after.get(f)}" for f in before
+                       if before[f] != after.get(f)]
+            left = [f"{f} {v}" for f, v in after.items() if _in(lan.subnet, v)]
+            out.append(f"{m.summary} leaving {lan.router_name} ({where(lan_cap, twin)} -> "
+                       f"{where(wan_cap, m)}): "
+                       + ("rewritten: " + "; ".join(changed) if changed else "payload unchanged")
+                       + (". Still private: " + ", ".join(left) if left else "") + ".")
+            break
+    return out
+
+
+def _key(m: SipMessage) -> tuple[str, str, str]:
+    return m.header("cseq"), m.first_line, m.header("via").split("branch=")[-1].split(";")[0]
+
+
+def _in(subnet: Any, text: str) -> bool:
+    return any(ipaddress.ip_address(a) in subnet for a in ADDR.findall(text))
+
+
+def _addresses(m: SipMessage) -> dict[str, str]:
+    """Contact, top Via, Record-Route and SDP c= of a message, as text."""
+    out = {}
+    for name in ("contact", "via", "record-route"):
+        if m.headers.get(name):
+            out[name.title()] = m.headers[name][0]
+    sdp = m.sdp
+    if sdp is not None and sdp.addr:
+        out["c="] = sdp.addr
+        if sdp.audio_port:
+            out["m=audio"] = str(sdp.audio_port)
+    return out
+
+
+def rtp_packets(caps: Captures, name: str) -> list[Udp]:
+    return [p for p in caps.packets(name) if p.kind == "rtp"]
+
+
+def ice_lines(reports: dict[str, dict[str, Any]]) -> list[str]:
+    """The ICE outcome each phone reported (the selected candidate pair)."""
+    out = []
+    for role in ("caller", "callee"):
+        ice = reports.get(role, {}).get("ice") or {}
+        if not ice:
+            continue
+        pair = ice.get("selected") or {}
+        out.append(f"{reports[role].get('ext', role)}: ICE {ice.get('state', '?')}"
+                   + (f", selected pair {pair.get('local')} -> {pair.get('remote')}" if pair
+                      else ", no pair selected") + ".")
+    return out
+
+
+def judge_nat(plan: Plan, caps: Captures, nat: dict[str, Any], caller: str, callee: str,
+              reports: dict[str, dict[str, Any]], remedy: str,
+              checks: dict[str, bool]) -> tuple[dict[str, bool], list[str], NatCell]:
+    """The NAT checks, sentences and matrix cell of a call that ran behind configured NATs."""
+    mismatch = any(e.get("mismatches") for e in nat["routers"].values())
+    lines = router_lines(nat)
+    c_lan, e_lan = plan.lan_of(caller), plan.lan_of(callee)
+    for ext, peer in ((caller, e_lan.wan_ip), (callee, c_lan.wan_ip)):
+        if c_lan is e_lan:
+            break  # a same-LAN call: no peer router
+        for line in (stun_vs_router(plan, caps, nat, ext, peer), unforwarded(plan, caps, ext)):
+            if line:
+                lines.append(line)
+    if any(e["configured"]["sip_alg"] for e in nat["routers"].values()):
+        invite = caps.first_invite(phone_name(caller), c_lan.phones[caller])
+        if invite is not None:
+            lines += alg_rewrites(plan, caps, invite.call_id)
+        params = nat.get("sip_alg_params") or {}
+        if params:
+            lines.append("SIP helper parameters (host-wide): "
+                         + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ".")
+    lines += ice_lines(reports)
+    to_callee, to_caller = checks.get("rtp_to_callee", False), checks.get("rtp_to_caller", False)
+    state = ("invalid" if mismatch else "works" if all(checks.values())
+             else "one-way" if to_callee != to_caller else "fails")
+    cell = NatCell(
+        lan1=nat["routers"]["lan1"]["configured"]["behaviour"],
+        lan2=nat["routers"]["lan2"]["configured"]["behaviour"], remedy=remedy, state=state,
+        rtp={r: int(((reports.get(r) or {}).get("rtp") or {}).get("rx") or 0)
+             for r in ("caller", "callee")},
+        path=media_path(plan, caps, caller), first_media_s=first_media_s(plan, caps, caller,
+                                                                          callee),
+        measured={k: measured_name(e) for k, e in nat["routers"].items()})
+    return {"nat_as_configured": not mismatch}, lines, cell

@@ -110,7 +110,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 @dataclasses.dataclass
 class Report(BaseReport):
-    """The pjsua2 agent's report keys, plus agent and linphone {version, nat_policy, ice}."""
+    """The pjsua2 agent's report keys, plus agent and linphone: {version, nat_policy, ice (our
+    SDP carried ICE), stun_error (why protocols=stun sent no Binding)}; the SDP dicts also
+    carry session_addr (the session-level c=)."""
 
     agent: str = "linphone"
     linphone: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -192,7 +194,7 @@ class Agent:
                              bind=args.bind, stun=args.stun, t0_wall=time.time(),
                              tone_hz=args.tone_hz,
                              linphone={"version": None, "nat_policy": args.nat_policy.value,
-                                       "ice": False})  # fmt: skip
+                                       "ice": False, "stun_error": None})  # fmt: skip
         self.lp: Linphonec | None = None
         self.call_ref: str | None = None
         self.listening = self.set_up = False
@@ -366,6 +368,7 @@ class Agent:
         r.local_sdp, r.remote_sdp = lc.sdp_summary(local), lc.sdp_summary(remote)
         r.linphone["version"] = lc.version(log)
         r.linphone["ice"] = local is not None and "a=ice-ufrag" in local
+        r.linphone["stun_error"] = lc.stun_error(log)
         if local is not None and a.nat_policy is not lc.NatPolicy.NONE:
             r.stun_mapped = lc.srflx(local)
         r.rtp = lc.rtp_stats(log) or {"tx": 0, "rx": 0}

@@ -28,6 +28,7 @@ REG_CODE = re.compile(r"Register refresher \[(\d+)\] reason \[([^\]]*)\]")
 LISTENING = re.compile(r"Creating listening point \[0x[0-9a-f]+\] on \[sip:([^;\]]+);"
                        r"transport=UDP\]")
 BIND_FAILED = re.compile(r"(udp bind\(\) failed for .*)$")
+STUN_BIND_FAILED = re.compile(r"liblinphone-error-(Bind socket to \S+ failed: .*)$", re.M)
 VERSION = re.compile(r"Initializing LinphoneCore (\S+)")
 RTP_STATS = re.compile(r"AUDIO SESSION'S RTP STATISTICS.*?-sent\s+(\d+) packets.*?"
                        r"-received\s+(\d+) packets", re.S)
@@ -179,6 +180,12 @@ def rtp_stats(log: str) -> dict[str, int] | None:
     """{tx, rx} packets of the last audio stream, as oRTP counted them."""
     found = RTP_STATS.findall(log)
     return {"tx": int(found[-1][0]), "rx": int(found[-1][1])} if found else None
+
+
+def stun_error(log: str) -> str | None:
+    """Why plain STUN (protocols=stun) sent nothing: 5.1 binds a second socket to the RTP port."""
+    m = STUN_BIND_FAILED.search(log)
+    return m.group(1).strip() if m else None
 
 
 def version(log: str) -> str | None:

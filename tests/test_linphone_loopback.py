@@ -8,6 +8,7 @@ unit tests at the end read the stored logs in tests/data/linphone/ and need no r
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import signal
@@ -19,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import requires_root
 
 from agents import baresip_conf as bc
 from agents import linphone_conf as lc
 from agents.linphone_agent import main
 from agents.tones import contains_tone
-from conftest import requires_root
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +184,8 @@ def check_call(reports: Reports, linphone_ext: str) -> None:
     caller, callee = reports["2001"], reports["2002"]
     lp = reports[linphone_ext]
     assert lp["agent"] == "linphone" and lp["linphone"]["version"] == "5.1.65"
-    assert lp["linphone"] == {"version": "5.1.65", "nat_policy": "none", "ice": False}
+    assert lp["linphone"] == {"version": "5.1.65", "nat_policy": "none", "ice": False,
+                              "stun_error": None}
     for r, direction in ((caller, "sent"), (callee, "received")):
         assert r["error"] is None
         assert r["register_code"] == 200
@@ -315,3 +317,86 @@ def test_rc_renders_policy_codecs_and_ports() -> None:
     assert lc.register_command("2001", "10.0.1.1", "pw").endswith(" sip:10.0.1.1 pw")
     with pytest.raises(ValueError, match="blanks"):
         lc.setup_commands(Path("/a b/t.wav"), Path("/x.wav"))
+
+
+def stored(name: str) -> str:
+    """A stored linphonec -d 6 log (CRLFs of the SIP trace kept)."""
+    with gzip.open(DATA / f"{name}.log.gz", "rb") as fh:
+        return fh.read().decode("utf-8", "replace")
+
+
+def trace_of(log: str) -> list[tuple[bool, str, int | None]]:
+    return [(m.sent, m.method, m.status) for m in lc.parse_trace(log)]
+
+
+def last_sdp(log: str, sent: bool) -> str:
+    return next(m.body for m in reversed(lc.parse_trace(log)) if m.sent is sent and "m=" in m.body)
+
+
+def test_parse_a_call_to_pjsua() -> None:
+    log = stored("caller-to-pjsua")
+    assert trace_of(log) == [
+        (True, "REGISTER", None), (False, "REGISTER", 200), (True, "INVITE", None),
+        (False, "INVITE", 100), (False, "INVITE", 180), (False, "INVITE", 200),
+        (True, "ACK", None), (True, "BYE", None), (False, "BYE", 200),
+        (True, "REGISTER", None), (False, "REGISTER", 200)]  # fmt: skip
+    facts = bc.sip_facts(lc.parse_trace(log))
+    assert (facts.invite_code, facts.codec) == (200, "PCMU/8000")
+    assert facts.bye == {"direction": "sent", "status": 200}
+    assert lc.rtp_stats(log) == {"tx": 151, "rx": 151}
+    assert lc.version(log) == "5.1.65" and lc.stun_error(log) is None
+    assert lc.sdp_summary(last_sdp(log, sent=True)) == {"addr": LP_IP, "port": 4000,
+                                                        "session_addr": LP_IP}  # fmt: skip
+    # pjsua2 puts c= at media level only
+    assert lc.sdp_summary(last_sdp(log, sent=False)) == {"addr": PJ_IP, "port": 4000,
+                                                         "session_addr": None}  # fmt: skip
+    events = lc.events(log.splitlines())
+    assert [e.value for e in events if e.kind == "call"] == [
+        "OutgoingInit", "OutgoingProgress", "OutgoingRinging", "Connected", "StreamsRunning",
+        "End", "Released"]  # fmt: skip
+    assert [e.value for e in events if e.kind == "register"] == ["Progress", "Ok", "Cleared"]
+    assert events[0] == lc.Event("listening", f"{LP_IP}:5060")
+    assert lc.Event("code", "200", "OK") in events
+
+
+def test_parse_an_answered_call_and_a_refused_one() -> None:
+    log = stored("callee-from-pjsua")
+    facts = bc.sip_facts(lc.parse_trace(log))
+    assert facts.invite_code == 200 and facts.bye == {"direction": "received", "status": 200}
+    assert (True, "INVITE", 180) in trace_of(log) and lc.rtp_stats(log) == {"tx": 150, "rx": 150}
+    calls = [e.value for e in lc.events(log.splitlines()) if e.kind == "call"]
+    assert calls[0] == "IncomingReceived" and "OutgoingInit" not in calls
+    log = stored("caller-404")
+    facts = bc.sip_facts(lc.parse_trace(log))
+    assert facts.invite_code == 404 and facts.bye == {"direction": None, "status": None}
+    assert lc.rtp_stats(log) is None
+    assert [e.value for e in lc.events(log.splitlines()) if e.kind == "call"][-2:] == [
+        "Error", "Released"]  # fmt: skip
+
+
+def test_parse_stun_ice_and_plain_stun_behind_nat() -> None:
+    """Recorded behind a MASQUERADE router (LAN 10.231.1.0/24, public 203.0.113.1), coturn on
+    203.0.113.4: with ICE the media-level c= is public, the session-level one stays private."""
+    log = stored("caller-stun-ice-nat")
+    offer = last_sdp(log, sent=True)
+    assert lc.sdp_summary(offer) == {"addr": "203.0.113.1", "port": 4000,
+                                     "session_addr": "10.231.1.11"}  # fmt: skip
+    assert lc.srflx(offer) == {"addr": "203.0.113.1", "rtp": 4000, "rtcp": 4001}
+    assert "a=ice-ufrag:" in offer and "o=2001 " in offer and "IN IP4 10.231.1.11" in offer
+    log = stored("caller-stun-nat")
+    offer = last_sdp(log, sent=True)
+    assert lc.srflx(offer) is None and "a=ice-ufrag" not in offer
+    assert lc.sdp_summary(offer) == {"addr": "10.231.1.11", "port": 4000,
+                                     "session_addr": "10.231.1.11"}  # fmt: skip
+    assert lc.stun_error(log) == "Bind socket to 0.0.0.0:4000 failed: Address already in use"
+
+
+def test_log_tail_returns_complete_lines_once(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    tail = lc.LogTail(path)
+    assert tail.lines() == []
+    path.write_bytes(b"one\ntw")
+    assert tail.lines() == ["one"]
+    with path.open("ab") as fh:
+        fh.write(b"o\nthree")
+    assert tail.lines() == ["two"] and tail.lines() == []

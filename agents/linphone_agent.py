@@ -245,6 +245,10 @@ class Agent:
             self._on_event(ev)
         if not self.set_up and "hook=" in self.lp.stdout:
             self.set_up = True
+        if "Password for " in self.lp.stdout and self.closed_at is None:
+            # linphonec now reads a password from stdin: our next command would be taken for it
+            self.report.note_error("the registrar asks for a password (--password)")
+            self.closed_at = self.now()
         if self.lp.proc.poll() is not None and self.closed_at is None:
             self.report.note_error(f"linphonec exited early: {self.lp.last_line()}")
             self.closed_at = self.now()

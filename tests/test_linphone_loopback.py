@@ -287,6 +287,19 @@ def test_call_to_unregistered_extension_fails(pbx: Kamailio, tmp_path: Path) -> 
     assert r["bye"] == {"direction": None, "status": None} and r["recording"] is None
 
 
+@requires_root
+@needs_linphonec
+def test_unanswered_call_is_cancelled(pbx: Kamailio, tmp_path: Path) -> None:
+    reports = run_call(tmp_path, linphone(tmp_path, "2002", "--no-answer", "--max-wait", "10",
+                                          "--ready-file", str(tmp_path / "callee.ready")),
+                       pjsua(tmp_path, "2001", "--call", "2002", "--max-wait", "2"))  # fmt: skip
+    r = reports["2002"]
+    assert r["cancelled"] is True and r["confirmed"] is False
+    assert r["invite_code"] == 487 and r["error"] == "cancelled by caller/PBX"
+    assert [s["state"] for s in r["states"]] == ["INCOMING", "DISCONNECTED"]
+    assert r["recording"] is None and reports["2001"]["confirmed"] is False
+
+
 def test_bad_arguments_give_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--ext", "1", "--bind", "127.0.0.1", "--call", "1002"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

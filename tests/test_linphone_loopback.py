@@ -26,6 +26,7 @@ from agents import baresip_conf as bc
 from agents import linphone_conf as lc
 from agents.linphone_agent import main
 from agents.tones import contains_tone
+from services.coturn import Coturn, CoturnOptions
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,6 +220,34 @@ def test_linphone_caller_pjsua_callee(linphone_calls_pjsua: Reports) -> None:
 def test_pjsua_caller_linphone_callee(pjsua_calls_linphone: Reports) -> None:
     check_call(pjsua_calls_linphone, "2002")
     assert [s["state"] for s in pjsua_calls_linphone["2002"]["states"]][0] == "INCOMING"
+
+
+@requires_root
+@needs_linphonec
+def test_stun_ice_without_nat(pbx: Kamailio, tmp_path: Path) -> None:
+    """--stun (policy stun-ice by default) against coturn beside the PBX: linphone offers ICE,
+    gets Binding answers for its RTP and RTCP ports, and the call to pjsua2 (no ICE) carries
+    both tones."""
+    stun = Coturn(Netns(NS_PJ), tmp_path / "stun", CoturnOptions(listen_ips=(PBX_IP,)))
+    stun.render()
+    stun.start()
+    try:
+        stun.wait_ready(5.0)
+        reports = run_call(tmp_path, pjsua(tmp_path, "2002", *callee_args(tmp_path)),
+                           linphone(tmp_path, "2001", "--stun", f"{PBX_IP}:3478",
+                                    *caller_args("2002")))  # fmt: skip
+    finally:
+        stun.stop()
+    lp = reports["2001"]
+    assert lp["linphone"]["nat_policy"] == "stun-ice" and lp["linphone"]["ice"] is True
+    assert lp["error"] is None and lp["confirmed"] is True and lp["stun"] == f"{PBX_IP}:3478"
+    assert lp["local_sdp"] == {"addr": LP_IP, "port": 4000, "session_addr": LP_IP}  # no NAT
+    log = (tmp_path / "2001-linphone.log").read_text(errors="replace")
+    assert "typ host" in last_sdp(log, sent=True)
+    for port in (4000, 4001):  # coturn answered the Binding from the RTP and the RTCP port
+        assert f"Add candidate obtained by STUN/TURN: {LP_IP}:{port}:srflx" in log
+    for r, far in ((lp, CALLEE_HZ), (reports["2002"], CALLER_HZ)):
+        assert r["recording"] is not None and contains_tone(r["recording"], far)
 
 
 @requires_root

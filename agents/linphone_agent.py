@@ -26,7 +26,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -253,7 +253,7 @@ class Agent:
             self.report.note_error(f"linphonec exited early: {self.lp.last_line()}")
             self.closed_at = self.now()
 
-    def _wait(self, done: Any, timeout: float, what: str) -> bool:
+    def _wait(self, done: Callable[[], bool], timeout: float, what: str) -> bool:
         """Pump until done() or the deadline, a signal or linphonec's end; False on failure."""
         deadline = self.now() + timeout
         while not done():

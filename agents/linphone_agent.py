@@ -1,0 +1,400 @@
+"""Linphone (linphonec 5.1) as a scripted headless phone, same CLI core and JSON report as
+agents.sipagent.
+
+One linphonec process per phone, driven through its stdin, with its own HOME and a fresh rc:
+
+    python -m agents.linphone_agent --ext 1002 --bind 10.0.1.2 --pbx 10.0.1.1:5060 --answer \\
+        --tone-hz 1000 --workdir out/ --report out/1002.json --ready-file out/1002.ready
+    python -m agents.linphone_agent --ext 1001 --bind 10.0.1.3 --pbx 10.0.1.1:5060 --call 1002 \\
+        --stun 198.51.100.10:3478 --nat-policy stun-ice --tone-hz 440 --duration 10 --workdir out/
+
+Call and registration states come from its log (<workdir>/<ext>-linphone.log, level 6), as do
+the SIP trace (codes, SDPs, BYE) and the RTP packet counts oRTP prints when the stream ends;
+`record` gives <workdir>/<ext>-heard.wav (what was received). The report is written whatever
+the call outcome (exit 0); bad arguments exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import dataclasses
+import os
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from agents import baresip_conf as bc
+from agents import linphone_conf as lc
+from agents.report import Report as BaseReport
+from agents.runmain import (
+    Parser,
+    UsageError,
+    agent_main,
+    check_phone_args,
+    host_port,
+    ipv4,
+    positive,
+)
+from agents.tones import write_tone
+
+POLL = 0.05  # seconds per event-loop round
+ANSWER_DELAY = 0.2  # between 180 Ringing and answer, as the other agents do
+SETTLE_SECONDS = 1.0  # wait for the BYE's final response after the call ended
+START_TIMEOUT = 10.0  # until linphonec listens and has taken the set-up commands
+QUIT_TIMEOUT = 3.0  # for linphonec to exit after `quit` (un-REGISTER), then after SIGTERM
+# linphone call state -> (common state, natural SIP code)
+STATES = {"OutgoingRinging": ("EARLY", 180), "OutgoingEarlyMedia": ("EARLY", 183),
+          "IncomingReceived": ("INCOMING", None), "IncomingEarlyMedia": ("EARLY", 183),
+          "Connected": ("CONFIRMED", 200), "End": ("DISCONNECTED", None),
+          "Error": ("DISCONNECTED", None)}  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m agents.linphone_agent", description=__doc__.split("\n")[0])
+    add = p.add_argument
+    add("--ext", required=True, help="extension / SIP user name, e.g. 1002")
+    add("--bind", required=True, type=ipv4, metavar="IP", help="local IPv4 address")
+    add("--sip-port", type=positive(int), default=5060, metavar="PORT", help="SIP UDP port (5060)")
+    add("--rtp-port", type=positive(int), default=4000, metavar="PORT",
+        help="audio RTP port, RTCP on PORT+1 (4000)")
+    add("--pbx", type=host_port(False), metavar="IP[:PORT]",
+        help="registrar/proxy: REGISTER sip:EXT@IP through sip:IP:PORT before anything else")
+    add("--password", metavar="PW", help="digest password for the registration (none)")
+    role = p.add_mutually_exclusive_group(required=True)
+    role.add_argument("--call", metavar="TARGET",
+                      help="call TARGET: an extension (sip:TARGET@PBX) or a full sip: URI")
+    role.add_argument("--answer", action="store_true", help="answer one call: 180, then 200 OK")
+    role.add_argument("--no-answer", action="store_true",
+                      help="take one call: 180, ring until CANCEL/max-wait")
+    add("--answer-delay", type=float, default=ANSWER_DELAY, metavar="S",
+        help=f"--answer: seconds between 180 Ringing and 200 OK ({ANSWER_DELAY:g})")
+    add("--stun", type=host_port(True), metavar="IP:PORT", help="STUN server for media")
+    add("--nat-policy", choices=[n.value for n in lc.NatPolicy],
+        help="none: no STUN; stun: protocols=stun (sends nothing in 5.1); stun-ice: STUN + ICE "
+             "(stun-ice with --stun, else none)")
+    add("--duration", type=positive(float), default=10.0, metavar="S",
+        help="caller: hang up this many seconds after the call is established (10)")
+    add("--max-wait", type=positive(float), metavar="S",
+        help="hard bound on registration and, again, on the call (duration + 8)")
+    add("--tone-hz", type=positive(float), metavar="HZ",
+        help="play a sine of HZ into the call (silence without it)")
+    add("--workdir", type=Path, default=Path("."), metavar="DIR",
+        help="HOME and rc, tone WAV, <ext>-heard.wav and <ext>-linphone.log go here (.)")
+    add("--report", type=Path, metavar="PATH", help="JSON report (<workdir>/<ext>-report.json)")
+    add("--ready-file", type=Path, metavar="PATH",
+        help="touched once registered (once listening without --pbx)")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.nat_policy is None:
+        args.nat_policy = "stun-ice" if args.stun else "none"
+    policy = lc.NatPolicy(args.nat_policy)
+    if policy is not lc.NatPolicy.NONE and not args.stun:
+        raise UsageError(f"--nat-policy {policy.value} needs --stun IP:PORT")
+    if policy is lc.NatPolicy.NONE and args.stun:
+        raise UsageError("--stun with --nat-policy none: drop one of them")
+    if any(c.isspace() for c in str(args.workdir.resolve())):
+        raise UsageError("--workdir must not contain blanks (linphonec commands take paths)")
+    args.nat_policy = policy
+    return check_phone_args(args)
+
+
+@dataclasses.dataclass
+class Report(BaseReport):
+    """The pjsua2 agent's report keys, plus agent and linphone: {version, nat_policy, ice (our
+    SDP carried ICE), stun_error (why protocols=stun sent no Binding)}; the SDP dicts also
+    carry session_addr (the session-level c=)."""
+
+    agent: str = "linphone"
+    linphone: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM if the agent dies
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Linphonec:
+    """One linphonec process: commands into stdin, stdout kept in a transcript, log tailed."""
+
+    def __init__(self, home: Path, rc: Path, log: Path, transcript: Path) -> None:
+        self.log = lc.LogTail(log)
+        self.out: IO[bytes] = transcript.open("wb")
+        self.stdout = ""
+        env = {**os.environ, "HOME": str(home)}
+        self.proc = subprocess.Popen(["linphonec", "-c", str(rc), "-d", "6", "-l", str(log)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                     preexec_fn=_die_with_parent)  # fmt: skip
+
+    def send(self, *commands: str) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("".join(f"{c}\n" for c in commands).encode())
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it has gone: the caller sees proc.poll()
+
+    def poll(self, timeout: float) -> list[lc.Event]:
+        """Wait up to `timeout` for output; the events the log gained meanwhile."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if ready:
+            data = os.read(fd, 65536)
+            if data:
+                self.out.write(data)
+                self.out.flush()
+                self.stdout += data.decode("utf-8", "replace")
+            else:
+                time.sleep(timeout)  # EOF: it is exiting; don't spin
+        return lc.events(self.log.lines())
+
+    def stop(self) -> int | None:
+        """`quit` (ends calls, un-REGISTERs), SIGTERM, then SIGKILL; the exit status."""
+        self.send("quit")
+        status: int | None = None
+        for seconds, sig in ((QUIT_TIMEOUT, signal.SIGTERM), (QUIT_TIMEOUT, signal.SIGKILL),
+                             (5.0, None)):  # fmt: skip
+            try:
+                status = self.proc.wait(seconds)
+                break
+            except subprocess.TimeoutExpired:
+                if sig is not None:
+                    self.proc.send_signal(sig)
+        assert self.proc.stdout is not None
+        rest = self.proc.stdout.read() if status is not None else b""
+        self.out.write(rest)
+        self.out.close()
+        self.proc.stdout.close()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        return status
+
+    def last_line(self) -> str:
+        lines = [s.strip() for s in self.stdout.splitlines() if s.strip()]
+        return lines[-1] if lines else "(no output)"
+
+
+class Agent:
+    """register → call or answer → hang up, from linphonec's log, within deadlines."""
+
+    def __init__(self, args: argparse.Namespace, stop: threading.Event) -> None:
+        self.args, self.stop = args, stop
+        self.t0 = time.monotonic()
+        self.report = Report(ext=args.ext, role="caller" if args.call else "callee",
+                             bind=args.bind, stun=args.stun, t0_wall=time.time(),
+                             tone_hz=args.tone_hz,
+                             linphone={"version": None, "nat_policy": args.nat_policy.value,
+                                       "ice": False, "stun_error": None})  # fmt: skip
+        self.lp: Linphonec | None = None
+        self.call_ref: str | None = None
+        self.listening = self.set_up = False
+        self.reg_state: str | None = None
+        self.reg_code: int | None = None
+        self.incoming_at: float | None = None
+        self.confirmed_at: float | None = None
+        self.closed_at: float | None = None
+        self.hung_up = False
+        w = args.workdir
+        self.base, self.heard = w / f"{args.ext}-linphone", w / f"{args.ext}-heard.wav"
+        self.log_path = w / f"{args.ext}-linphone.log"
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def run(self) -> None:
+        a = self.args
+        a.workdir.mkdir(parents=True, exist_ok=True)
+        tone = (a.workdir / f"{a.ext}-tone-{a.tone_hz or 0:g}.wav").resolve()
+        write_tone(tone, a.tone_hz or 1000.0, a.max_wait + 5, amplitude=0.3 if a.tone_hz else 0)
+        shutil.rmtree(self.base, ignore_errors=True)  # linphonec rewrites its rc and keeps dbs
+        home = self.base / "home"
+        (home / ".local" / "share" / "linphone").mkdir(parents=True)  # else it takes no SIP port
+        rc = self.base / "linphonerc"
+        rc.write_text(lc.render_rc(lc.Options(a.bind, a.sip_port, a.rtp_port, a.nat_policy,
+                                              a.stun)))  # fmt: skip
+        self.heard.unlink(missing_ok=True)
+        self.lp = Linphonec(home, rc, self.log_path, a.workdir / f"{a.ext}-linphonec.out")
+        try:
+            self.lp.send(*lc.setup_commands(tone, self.heard.resolve()))
+            if not self._start():
+                return
+            if a.pbx:
+                self.lp.send(lc.register_command(a.ext, a.pbx, a.password))
+                if not self._register():
+                    return
+            if a.ready_file is not None:
+                a.ready_file.touch()
+            self._converse()
+        finally:
+            self.lp.stop()
+            self._collect()
+
+    def _pump(self) -> None:
+        assert self.lp is not None
+        for ev in self.lp.poll(POLL):
+            self._on_event(ev)
+        if not self.set_up and "hook=" in self.lp.stdout:
+            self.set_up = True
+        if "Password for " in self.lp.stdout and self.closed_at is None:
+            # linphonec now reads a password from stdin: our next command would be taken for it
+            self.report.note_error("the registrar asks for a password (--password)")
+            self.closed_at = self.now()
+        if self.lp.proc.poll() is not None and self.closed_at is None:
+            self.report.note_error(f"linphonec exited early: {self.lp.last_line()}")
+            self.closed_at = self.now()
+
+    def _wait(self, done: Callable[[], bool], timeout: float, what: str) -> bool:
+        """Pump until done() or the deadline, a signal or linphonec's end; False on failure."""
+        deadline = self.now() + timeout
+        while not done():
+            if self.stop.is_set():
+                self.report.note_error(f"stopped by signal before {what}")
+                return False
+            if self.closed_at is not None:
+                return False
+            if self.now() >= deadline:
+                self.report.note_error(f"{what} timed out")
+                return False
+            self._pump()
+        return True
+
+    def _start(self) -> bool:
+        return self._wait(lambda: self.listening and self.set_up, START_TIMEOUT, "start-up")
+
+    def _register(self) -> bool:
+        if not self._wait(lambda: self.reg_state in ("Ok", "Failed"), self.args.max_wait,
+                          "registration"):  # fmt: skip
+            return False
+        self.report.register_code = self.reg_code or (200 if self.reg_state == "Ok" else 408)
+        if self.reg_state != "Ok":
+            self.report.note_error(f"registration failed: {self.report.register_code}")
+            return False
+        return True
+
+    def _converse(self) -> None:
+        assert self.lp is not None
+        a, r = self.args, self.report
+        deadline = self.now() + a.max_wait
+        if a.call:
+            target = a.call if a.call.startswith("sip:") else f"sip:{a.call}@{a.pbx}"
+            self.lp.send(f"call {target}")
+            r.states.append({"t": round(self.now(), 3), "state": "CALLING", "code": None})
+        answered = False
+        while self.closed_at is None:
+            self._pump()
+            now = self.now()
+            ringing = self.incoming_at is not None and not answered and a.answer
+            if ringing and now >= (self.incoming_at or 0.0) + a.answer_delay:
+                self.lp.send("answer")
+                answered = True
+            limit = deadline
+            if a.call and self.confirmed_at is not None:
+                limit = min(deadline, self.confirmed_at + a.duration)
+            if (now >= limit or self.stop.is_set()) and not self.hung_up:
+                if self.call_ref is None and not a.call:
+                    break  # nobody called
+                self._hangup()
+                deadline = now + SETTLE_SECONDS  # wait this long for the End state
+            elif self.hung_up and now >= deadline:
+                break
+        self._settle()
+
+    def _hangup(self) -> None:
+        assert self.lp is not None
+        self.lp.send("terminate")
+        self.hung_up = True
+        self._media_ended()
+
+    def _settle(self) -> None:
+        """After a confirmed call, until the BYE has its final response, at most SETTLE_SECONDS."""
+        assert self.lp is not None
+        end = self.now() + SETTLE_SECONDS
+        while self.report.confirmed and self.now() < end and self.lp.proc.poll() is None:
+            if bc.sip_facts(lc.parse_trace(self.lp.log.text())).bye["status"] is not None:
+                break
+            self._pump()
+
+    def _media_ended(self) -> None:
+        if self.confirmed_at is not None and self.report.media_seconds == 0.0:
+            self.report.media_seconds = round(self.now() - self.confirmed_at, 3)
+
+    def _on_event(self, ev: lc.Event) -> None:
+        r = self.report
+        if ev.kind == "listening" and ev.value == f"{self.args.bind}:{self.args.sip_port}":
+            self.listening = True
+        elif ev.kind == "fatal":
+            r.note_error(f"linphonec: {ev.value}")
+            self.closed_at = self.now()
+        elif ev.kind == "code":
+            self.reg_code = int(ev.value)
+        elif ev.kind == "register" and self.reg_state not in ("Ok", "Failed"):
+            self.reg_state = ev.value
+        elif ev.kind == "call":
+            self._on_call_state(ev.value, ev.ref)
+
+    def _on_call_state(self, state: str, ref: str) -> None:
+        if self.call_ref is None:
+            self.call_ref = ref
+        if ref != self.call_ref or state not in STATES:
+            return  # a second call, or a state the report does not name
+        common, code = STATES[state]
+        now = self.now()
+        self.report.states.append({"t": round(now, 3), "state": common, "code": code,
+                                   "event": state})  # fmt: skip
+        if state == "IncomingReceived":
+            self.incoming_at = now
+        elif state == "Connected":
+            self.report.confirmed, self.confirmed_at = True, now
+        elif state in ("End", "Error"):
+            self.closed_at = now
+            self._media_ended()
+
+    def _collect(self) -> None:
+        """Fill the report from the finished log and the recording."""
+        assert self.lp is not None
+        a, r = self.args, self.report
+        log = self.lp.log.text()
+        msgs = lc.parse_trace(log)
+        facts = bc.sip_facts(msgs)
+        r.invite_code, r.bye, r.codec = facts.invite_code, facts.bye, facts.codec
+        local = next((m.body for m in reversed(msgs) if m.sent and "m=" in m.body), None)
+        remote = next((m.body for m in reversed(msgs) if not m.sent and "m=" in m.body), None)
+        r.local_sdp, r.remote_sdp = lc.sdp_summary(local), lc.sdp_summary(remote)
+        r.linphone["version"] = lc.version(log)
+        r.linphone["ice"] = local is not None and "a=ice-ufrag" in local
+        r.linphone["stun_error"] = lc.stun_error(log)
+        if local is not None and a.nat_policy is not lc.NatPolicy.NONE:
+            r.stun_mapped = lc.srflx(local)
+        r.rtp = lc.rtp_stats(log) or {"tx": 0, "rx": 0}
+        if self.heard.exists() and r.confirmed:
+            r.recording = str(self.heard)
+        if r.role == "callee" and not r.confirmed and facts.invite_code == 487:
+            r.cancelled, r.error = True, "cancelled by caller/PBX"
+        elif not r.confirmed and r.error is None:
+            if facts.invite_code is not None and facts.invite_code >= 300:
+                r.error = f"call failed: {facts.invite_code}"
+            elif not a.call and self.call_ref is None:
+                r.error = "no call arrived within max-wait"
+            else:
+                r.error = "call not confirmed within max-wait"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return agent_main("linphone_agent", argv, parse_args, Agent,
+                      lambda ag: dataclasses.asdict(ag.report),
+                      lambda ag, t: setattr(ag.report, "error", t),
+                      (OSError, RuntimeError, ValueError))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

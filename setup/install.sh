@@ -12,6 +12,7 @@ case "${ID:-}:${ID_LIKE:-}" in
   *) die "unsupported OS '${PRETTY_NAME:-?}': Debian 12/13 or Ubuntu 22.04+ required" ;;
 esac
 
+PKGS="mininet kamailio coturn baresip tshark tcpdump bridge-utils iptables conntrack iproute2
       iputils-ping net-tools python3-venv procps chromium nftables rtpengine-daemon linphone-cli"
 missing=""
 for p in $PKGS; do

@@ -211,7 +211,8 @@ def sip_facts(msgs: list[SipMsg]) -> SipFacts:
     f = SipFacts()
     for m in msgs:
         final = m.status is not None and m.status >= 200
-        if m.method == "INVITE" and final and f.invite_code is None:
+        challenge = m.status in (401, 407)  # the PBX asks for credentials; the call goes on
+        if m.method == "INVITE" and final and not challenge and f.invite_code is None:
             f.invite_code = m.status  # received (caller) or sent (callee): the first one
         if m.method == "BYE" and m.status is None and f.bye["direction"] is None:
             f.bye["direction"] = "sent" if m.sent else "received"

@@ -288,6 +288,26 @@ def wirertp_count(caps: Captures, plan: Plan, spec: CallSpec) -> dict[str, dict[
     return out
 
 
+def linphone_lines(reports: dict[str, dict[str, Any]]) -> list[str]:
+    """What a Linphone phone ran with, and the session- against the media-level c= of its SDP
+    (an analyser reading only the session line would take the private address)."""
+    out = []
+    for role in ("caller", "callee"):
+        rep = reports.get(role) or {}
+        lp = rep.get("linphone")
+        if not lp:
+            continue
+        sdp = rep.get("local_sdp") or {}
+        line = (f"{rep.get('ext', role)} ran Linphone {lp.get('version')} with NAT policy "
+                f"{lp.get('nat_policy')}; its SDP had session-level c={sdp.get('session_addr')}"
+                f" and media-level c={sdp.get('addr')} (natlab reads the media level first, "
+                "as RFC 4566 says)")
+        if lp.get("stun_error"):
+            line += f"; no STUN Binding was sent: \"{lp['stun_error']}\""
+        out.append(line + ".")
+    return out
+
+
 def judge_call(plan: Plan, subject: Subject, spec: CallSpec, reports: dict[str, dict[str, Any]],
                caps: Captures, seconds: float = 0.0) -> Verdict:
     """A two-party call: checks from the phones' captures and reports, sentences from the
@@ -301,7 +321,7 @@ def judge_call(plan: Plan, subject: Subject, spec: CallSpec, reports: dict[str, 
     ex = Explainer(plan, spec, caps)
     sig = ex.signalling(checks)
     media = ex.media({"caller": caller, "callee": callee}, checks) if ex.call_id else []
-    evidence = sig + media
+    evidence = sig + media + linphone_lines(reports)
     return Verdict.of(
         subject, verdict="works" if all(checks.values()) else "fails",
         rtp_received={"caller": rtp_count(caller, "rx"), "callee": rtp_count(callee, "rx")},

@@ -15,7 +15,8 @@ from scenarios.model import Call, Scenario
 from services.coturn import TurnAuth
 from topology.plan import Plan
 
-AGENT_MODULES = {"pjsua2": "agents.sipagent", "baresip": "agents.baresip_agent"}
+AGENT_MODULES = {"pjsua2": "agents.sipagent", "baresip": "agents.baresip_agent",
+                 "linphone": "agents.linphone_agent"}
 
 
 class RunError(RunFailure):
@@ -41,6 +42,8 @@ def phone_args(plan: Plan, sc: Scenario, ext: str, name: str, tone: int, workdir
     args += extra or []
     if sc.stun:
         args += ["--stun", f"{plan.servers.stun}:{STUN_PORT}"]
+    if sc.agent_of(ext) == "linphone" and sc.linphone_policy is not None:
+        args += ["--nat-policy", sc.linphone_policy]
     if sc.remedy is not None:
         turn = TurnAuth()
         args += sc.remedy.agent_args(plan.servers.stun, turn.user, turn.password)

@@ -17,10 +17,11 @@ from topology.plan import ConfigError, Plan, parse_wan_profiles, read_toml
 
 SCENARIO_ROOT = Path(__file__).resolve().parent
 TRUNKS = tuple(m.value for m in TrunkMode)
-PHONE_AGENTS = ("baresip",)  # phones may run these instead of the pjsua2 agent
+PHONE_AGENTS = ("baresip", "linphone")  # phones may run these instead of the pjsua2 agent
+LINPHONE_POLICIES = ("none", "stun", "stun-ice")  # linphonec's NAT policy (protocols=...)
 COMMON_KEYS = frozenset({"description", "kind", "stun", "trunk", "expect", "caller", "callee",
                          "duration_s", "calls", "pairs", "wan", "qos", "insecure", "nat",
-                         "remedy", "measure", *PHONE_AGENTS})
+                         "remedy", "measure", "linphone_policy", *PHONE_AGENTS})
 MEASURES = ("mapping", "filtering", "hairpin")  # RFC 5780 discovery tests a scenario asks for
 
 
@@ -59,6 +60,7 @@ class Scenario:
     nat: tuple[tuple[str, NatOptions], ...] = ()  # per LAN name; missing = today's router
     remedy: Remedy | None = None  # a named remedy (sets stun and trunk)
     measure: tuple[str, ...] = ()  # discovery tests before the calls ((): none)
+    linphone_policy: str | None = None  # None: stun-ice with STUN, none without
     source: Path | None = None  # the TOML file it came from
 
     def call_list(self) -> list[Call]:
@@ -137,7 +139,8 @@ def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
                   wan_values=wan_values, qos=bool(data.get("qos", False)), kind=kind_name,
                   spec=spec, agents=_agents(where, data, plan),
                   insecure=_flag(where, data, "insecure"), nat=nat, remedy=remedy,
-                  measure=_measure(where, data, nat), source=path)
+                  measure=_measure(where, data, nat),
+                  linphone_policy=_linphone_policy(where, data), source=path)
     kind.validate(sc)
     return sc
 
@@ -170,6 +173,14 @@ def _measure(where: str, data: dict[str, Any],
     if not isinstance(raw, list) or any(m not in MEASURES for m in raw):
         raise ConfigError(f"{where}: measure must be a list of {', '.join(MEASURES)}")
     return tuple(str(m) for m in raw)
+
+
+def _linphone_policy(where: str, data: dict[str, Any]) -> str | None:
+    if "linphone_policy" not in data:
+        return None
+    if not data.get("linphone"):
+        raise ConfigError(f"{where}: linphone_policy needs linphone phones")
+    return _choice(where, "linphone_policy", data["linphone_policy"], LINPHONE_POLICIES)
 
 
 def _flag(where: str, data: dict[str, Any], key: str) -> bool:

@@ -1,13 +1,58 @@
-"""Assertions shared by the tests."""
+"""Markers, waits and assertions shared by the tests (conftest.py re-exports the markers)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from natlab.guard import leftover_links, our_processes
 
+REPO = Path(__file__).resolve().parent.parent
 DAEMONS = "kamailio|turnserver|agents.sipagent|tcpdump"
+POLL_S = 0.05  # how often a wait looks again; never a synchronisation by itself
+
+requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
+
+
+def requires(*tools: str) -> pytest.MarkDecorator:
+    """Skip unless every named program is on PATH (kamailio, turnserver, baresip, tshark...)."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Return once check() is true; fail the test if it is not within `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < end, f"{what} did not happen within {timeout} s"
+        time.sleep(POLL_S)
+
+
+def wait_for_file(path: Path, timeout: float) -> None:
+    wait_until(path.exists, timeout, f"{path} appearing")
+
+
+def finish(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """The process's exit code; killed (and the test failed) if it outlives `timeout`."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def kill_all(procs: list[subprocess.Popen[Any]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def ping(host: Any, addr: str) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import requires
 
 from services.coturn import Coturn, CoturnOptions
 from services.daemon import DaemonError
@@ -21,6 +22,8 @@ SIP_PORT, TRUNK_PORT, STUN_PORT = 15060, 15080, 34780
 PBX = PbxOptions(name="pbx2", lan_ip="127.0.0.1", public_ip="127.0.0.2", local_prefix="2",
                  peer_prefix="1", peer_public_ip="127.0.0.3", trunk=TrunkMode.NONE,
                  sip_port=SIP_PORT, trunk_port=TRUNK_PORT)
+needs_kamailio = requires("kamailio")
+needs_coturn = requires("turnserver")
 
 
 def alive(pid: int) -> bool:
@@ -103,6 +106,7 @@ def phone() -> Iterator[Phone]:
 
 
 @pytest.mark.parametrize("mode", list(TrunkMode))
+@needs_kamailio
 def test_render_and_check_all_modes(tmp_path: Path, mode: TrunkMode) -> None:
     daemon = Kamailio(LocalHost(), tmp_path, replace(PBX, trunk=mode))
     daemon.render()
@@ -113,6 +117,7 @@ def test_render_and_check_all_modes(tmp_path: Path, mode: TrunkMode) -> None:
                                                 TrunkMode.NAT_AWARE: TRUNK_PORT}[mode]
 
 
+@needs_kamailio
 def test_broken_config_fails_check_with_one_line(tmp_path: Path) -> None:
     daemon = Kamailio(LocalHost(), tmp_path, PBX)
     daemon.render()
@@ -123,6 +128,7 @@ def test_broken_config_fails_check_with_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+@needs_coturn
 def test_coturn_binding(coturn: Coturn) -> None:
     coturn.wait_ready(5.0)
     assert "stun-only" in coturn.config_path.read_text()
@@ -130,6 +136,7 @@ def test_coturn_binding(coturn: Coturn) -> None:
     assert ip == "127.0.0.1" and 1024 <= port <= 65535
 
 
+@needs_kamailio
 def test_kamailio_options_and_register(pbx: Kamailio, phone: Phone) -> None:
     pbx.wait_ready(5.0)
     assert sip_options(PBX.lan_ip, SIP_PORT, timeout=1.0) == 200
@@ -140,6 +147,7 @@ def test_kamailio_options_and_register(pbx: Kamailio, phone: Phone) -> None:
     assert "save location" in pbx.log_path.read_text()
 
 
+@needs_kamailio
 def test_kamailio_routes_local_calls(pbx: Kamailio, phone: Phone) -> None:
     pbx.wait_ready(5.0)
     caller = Phone()
@@ -158,6 +166,7 @@ def test_kamailio_routes_local_calls(pbx: Kamailio, phone: Phone) -> None:
         caller.close()
 
 
+@needs_kamailio
 @pytest.mark.parametrize("pbx, port, via", [
     (TrunkMode.NAIVE, SIP_PORT, f"127.0.0.1:{SIP_PORT}"),
     (TrunkMode.NAT_AWARE, TRUNK_PORT, f"127.0.0.2:{TRUNK_PORT}"),
@@ -175,6 +184,8 @@ def test_kamailio_trunk(pbx: Kamailio, phone: Phone, port: int, via: str) -> Non
         peer.close()
 
 
+@needs_kamailio
+@needs_coturn
 def test_stop_leaves_no_process(pbx: Kamailio, coturn: Coturn) -> None:
     pbx.wait_ready(5.0)
     coturn.wait_ready(5.0)
@@ -188,6 +199,7 @@ def test_stop_leaves_no_process(pbx: Kamailio, coturn: Coturn) -> None:
     assert [pid for pid in pids if alive(pid)] == []
 
 
+@needs_kamailio
 def test_wait_ready_fails_fast_when_daemon_exits(tmp_path: Path) -> None:
     # 192.0.2.99 is on no interface: kamailio cannot bind and exits at once.
     daemon = Kamailio(LocalHost(), tmp_path, replace(PBX, lan_ip="192.0.2.99"))

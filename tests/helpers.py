@@ -5,17 +5,22 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from natlab.guard import leftover_links, our_processes
+from services.daemon import Daemon
 
 REPO = Path(__file__).resolve().parent.parent
 DAEMONS = "kamailio|turnserver|agents.sipagent|tcpdump"
 POLL_S = 0.05  # how often a wait looks again; never a synchronisation by itself
+
+READY_S = 5.0  # a daemon's readiness deadline in the tests
+D = TypeVar("D", bound=Daemon)
 
 requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
 
@@ -46,6 +51,19 @@ def finish(proc: subprocess.Popen[Any], timeout: float) -> int:
         proc.kill()
         proc.wait()
         raise
+
+
+@contextmanager
+def running(daemon: D, ready_s: float = READY_S) -> Iterator[D]:
+    """Render, check and start a daemon, wait until it answers; stop it afterwards."""
+    daemon.render()
+    daemon.check()
+    daemon.start()
+    try:
+        daemon.wait_ready(ready_s)
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 def kill_all(procs: list[subprocess.Popen[Any]]) -> None:

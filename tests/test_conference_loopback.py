@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, kill_all, requires, wait_for_file
+from helpers import REPO, finish, kill_all, requires, running, wait_for_file
 
 from agents.confbridge import main as confbridge_main
 from agents.tones import tone_levels
@@ -58,14 +58,8 @@ def caller_of(participant: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
-    daemon = Kamailio(LocalHost(), tmp_path_factory.mktemp("pbx"), PBX)
-    daemon.render()
-    daemon.start()
-    try:
-        daemon.wait_ready(5.0)
+    with running(Kamailio(LocalHost(), tmp_path_factory.mktemp("pbx"), PBX)) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture(scope="module")
@@ -147,16 +141,11 @@ def test_sigterm_ends_an_empty_conference(pbx: Kamailio, tmp_path: Path) -> None
 @needs_kamailio
 @requires("turnserver")
 def test_stun_maps_every_rtp_port(pbx: Kamailio, tmp_path: Path) -> None:
-    coturn = Coturn(LocalHost(), tmp_path / "stun", CoturnOptions(("127.0.0.1",), STUN_PORT))
-    coturn.render()
-    coturn.start()
-    try:
-        coturn.wait_ready(5.0)
+    with running(Coturn(LocalHost(), tmp_path / "stun", CoturnOptions(("127.0.0.1",),
+                                                                      STUN_PORT))):
         proc = subprocess.Popen(bridge_cmd(tmp_path, 1) + ["--stun", f"127.0.0.1:{STUN_PORT}"],
                                 cwd=REPO)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        coturn.stop()
+        assert finish(proc, 15) == 0
     r = json.loads((tmp_path / "2900.json").read_text())
     assert r["error"] is None
     assert r["stun_mapped"] == {str(port): {"addr": "127.0.0.1", "rtp": port, "rtcp": port + 1}

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, assert_nothing_left, requires
+from helpers import REPO, assert_nothing_left, requires, requires_root
 
 from scenarios.model import select
 from topology.plan import DEFAULT_PLAN, ConfigError, Plan, load_plan
@@ -87,6 +87,7 @@ def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
                            *argv], capture_output=True, text=True, timeout=60, cwd=REPO)
 
 
+@requires_root  # to switch to nobody
 @requires("setpriv")
 def test_not_root_one_line_nothing_started(tmp_path: Path) -> None:
     # the precondition is checked by itself, so a broken import below fails instead of skipping

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, kill_all, requires, wait_for_file
+from helpers import REPO, kill_all, requires, running, wait_for_file
 
 from services.host import LocalHost
 from services.kamailio import Kamailio, PbxOptions, RingGroup, TrunkMode, render_config
@@ -53,15 +53,9 @@ def ring(work: Path, members: dict[str, list[str]]) -> dict[str, dict[str, Any]]
 
 @pytest.fixture
 def pbx(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Kamailio]:
-    daemon = Kamailio(LocalHost(), tmp_path / "pbx", replace(PBX, ring_groups=(request.param,)))
-    daemon.render()
-    daemon.check()
-    daemon.start()
-    try:
-        daemon.wait_ready(5.0)
+    options = replace(PBX, ring_groups=(request.param,))
+    with running(Kamailio(LocalHost(), tmp_path / "pbx", options)) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
 def assert_cancelled(r: dict[str, Any]) -> None:
@@ -144,11 +138,5 @@ def test_ring_group_options() -> None:
 def test_config_with_ring_groups_starts(tmp_path: Path, trunk: TrunkMode) -> None:
     # `kamailio -c` misses some errors (an unknown $pvar), so really start it
     groups = (RingGroup("2000", ("2001", "2005")), RingGroup("2100", ("2002",), "sequential"))
-    daemon = Kamailio(LocalHost(), tmp_path, replace(PBX, trunk=trunk, ring_groups=groups))
-    daemon.render()
-    daemon.check()
-    daemon.start()
-    try:
-        daemon.wait_ready(5.0)
-    finally:
-        daemon.stop()
+    with running(Kamailio(LocalHost(), tmp_path, replace(PBX, trunk=trunk, ring_groups=groups))):
+        pass  # up and answering OPTIONS

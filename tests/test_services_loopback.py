@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import requires
+from helpers import requires, running
 
 from services.coturn import Coturn, CoturnOptions
 from services.daemon import DaemonError
@@ -49,22 +49,15 @@ def children(pid: int) -> list[int]:
 @pytest.fixture
 def pbx(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Kamailio]:
     mode: TrunkMode = getattr(request, "param", TrunkMode.NONE)
-    daemon = Kamailio(LocalHost(), tmp_path, replace(PBX, trunk=mode))
-    daemon.render()
-    daemon.check()
-    daemon.start()
-    yield daemon
-    daemon.stop()
+    with running(Kamailio(LocalHost(), tmp_path, replace(PBX, trunk=mode))) as daemon:
+        yield daemon
 
 
 @pytest.fixture
 def coturn(tmp_path: Path) -> Iterator[Coturn]:
-    daemon = Coturn(LocalHost(), tmp_path, CoturnOptions(listen_ips=("127.0.0.1",),
-                                                         port=STUN_PORT))
-    daemon.render()
-    daemon.start()
-    yield daemon
-    daemon.stop()
+    options = CoturnOptions(listen_ips=("127.0.0.1",), port=STUN_PORT)
+    with running(Coturn(LocalHost(), tmp_path, options)) as daemon:
+        yield daemon
 
 
 class Phone:

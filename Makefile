@@ -1,9 +1,12 @@
 # natlab: `sudo make experiment` runs the paper's experiment; `sudo make test` runs the tests.
 # Both install what they need first (setup/install.sh: Debian/Ubuntu packages + .venv).
+# `make lint` and `make check` need no root: they use an existing .venv.
 PY := .venv/bin/python
 NATLAB := .venv/bin/natlab
+NO_VENV := make: no .venv here; run 'sudo make setup', or without root: \
+	python3 -m venv --system-site-packages .venv && .venv/bin/pip install -e '.[dev]'
 
-.PHONY: setup experiment test cli clean check lint bench
+.PHONY: setup venv experiment test cli clean check lint bench
 
 setup:
 	@bash setup/install.sh
@@ -20,12 +23,15 @@ cli: setup
 clean: setup
 	$(NATLAB) clean
 
-check: setup
+check: venv
 	$(NATLAB) check
 
-lint: setup
+lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/mypy natlab topology agents scenarios services capture analysis report impair bench tests
+
+venv:
+	@test -x .venv/bin/ruff -a -x .venv/bin/mypy -a -x $(NATLAB) || { echo "$(NO_VENV)"; exit 1; }
 
 bench: setup
 	$(PY) -m bench.topology_time

@@ -1,8 +1,8 @@
-"""Shared fixtures: the default plan, and a running testbed (topology + STUN + both PBXs)."""
+"""Shared fixtures: the default plan, and a running testbed (topology + STUN + both PBXs).
+
+Markers (requires_root, requires(tool)), waits and assertions live in helpers.py."""
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -13,15 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from helpers import requires, requires_root  # noqa: E402
+
 from natlab.guard import RunLock  # noqa: E402
 from topology.plan import Plan, load_plan  # noqa: E402
 
-requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
-
-
-def requires_tool(tool: str) -> pytest.MarkDecorator:
-    """Skip (with the reason) where a program the test runs is not installed."""
-    return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} is not installed")
+__all__ = ["requires", "requires_root"]  # defined in helpers.py; tests may import either
 
 
 @pytest.fixture(scope="session")

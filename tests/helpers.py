@@ -1,13 +1,76 @@
-"""Assertions shared by the tests."""
+"""Markers, waits and assertions shared by the tests (conftest.py re-exports the markers)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
 
 from natlab.guard import leftover_links, our_processes
+from services.daemon import Daemon
 
+REPO = Path(__file__).resolve().parent.parent
 DAEMONS = "kamailio|turnserver|agents.sipagent|tcpdump"
+POLL_S = 0.05  # how often a wait looks again; never a synchronisation by itself
+
+READY_S = 5.0  # a daemon's readiness deadline in the tests
+D = TypeVar("D", bound=Daemon)
+
+requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
+
+
+def requires(*tools: str) -> pytest.MarkDecorator:
+    """Skip unless every named program is on PATH (kamailio, turnserver, baresip, tshark...)."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Return once check() is true; fail the test if it is not within `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < end, f"{what} did not happen within {timeout} s"
+        time.sleep(POLL_S)
+
+
+def wait_for_file(path: Path, timeout: float) -> None:
+    wait_until(path.exists, timeout, f"{path} appearing")
+
+
+def finish(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """The process's exit code; killed (and the test failed) if it outlives `timeout`."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+@contextmanager
+def running(daemon: D, ready_s: float = READY_S) -> Iterator[D]:
+    """Render, check and start a daemon, wait until it answers; stop it afterwards."""
+    daemon.render()
+    daemon.check()
+    daemon.start()
+    try:
+        daemon.wait_ready(ready_s)
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def kill_all(procs: list[subprocess.Popen[Any]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def ping(host: Any, addr: str) -> bool:

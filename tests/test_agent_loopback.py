@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import REPO, finish, requires, wait_for_file
 
 from agents.phone import MediaMapping, parse_sdp, rewrite_sdp
 from agents.sipagent import main, stun_map
@@ -20,7 +20,6 @@ from services.credentials import make_credentials
 from services.host import LocalHost
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
 
-REPO = Path(__file__).resolve().parents[1]
 DURATION = 3.0
 CALLER_HZ, CALLEE_HZ = 440.0, 1000.0
 PACKETS_PER_SECOND = 50  # PCMU, 20 ms ptime
@@ -47,22 +46,6 @@ def agent(workdir: Path, ext: str, sip_port: int, rtp_port: int, *extra: str) ->
     ]
 
 
-def wait_for(path: Path, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < end, f"{path} did not appear"
-        time.sleep(0.05)
-
-
-def finish(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
-
-
 @pytest.fixture(scope="module")
 def call_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Run callee 2000 and caller 1000 once; return both JSON reports by role."""
@@ -85,7 +68,7 @@ def call_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str
         cwd=REPO,
     )
     try:
-        wait_for(ready, 10)
+        wait_for_file(ready, 10)
         caller = subprocess.Popen(
             agent(
                 work,
@@ -190,7 +173,7 @@ def test_sdp_parse_and_stun_rewrite() -> None:
     assert parse_sdp("v=0\r\ns=-\r\n") is None
 
 
-@pytest.mark.skipif(shutil.which("turnserver") is None, reason="coturn not installed")
+@requires("turnserver")
 def test_stun_map_against_coturn(tmp_path: Path) -> None:
     coturn = subprocess.Popen(
         ["turnserver", "--stun-only", "--listening-ip", "127.0.0.1", "--listening-port", "5095",
@@ -237,7 +220,7 @@ def auth_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str
         procs.append(subprocess.Popen(agent(work, "2003", 5097, 4140, "--answer", "--max-wait",
                                             "5", *registrar, "--password",
                                             AUTH_PASSWORDS["2001"]), cwd=REPO))
-        wait_for(work / "2002.ready", 10)
+        wait_for_file(work / "2002.ready", 10)
         procs.append(subprocess.Popen(agent(work, "2001", 5092, 4120, "--call", "2002",
                                             "--tone-hz", str(CALLER_HZ), "--duration",
                                             str(DURATION), *registrar, "--password",

@@ -7,28 +7,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import REPO, finish, requires, wait_for_file, wait_until
 
 from agents import baresip_conf as bc
 from agents.baresip_agent import main
 from agents.tones import contains_tone
 
-REPO = Path(__file__).resolve().parents[1]
 DURATION = 3.0
 CALLER_HZ, CALLEE_HZ = 440.0, 1000.0
 PACKETS_PER_SECOND = 50  # PCMU, 20 ms ptime
 Reports = dict[str, dict[str, Any]]
 
-pytestmark = pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip not installed")
+pytestmark = requires("baresip")
 
 
 def agent(module: str, work: Path, ext: str, sip: int, rtp: int, *extra: str) -> list[str]:
@@ -45,22 +43,6 @@ def callee_args(work: Path) -> list[str]:
 def caller_args(sip: int, duration: float = DURATION) -> list[str]:
     return ["--call", f"sip:2000@127.0.0.1:{sip}", "--tone-hz", str(CALLER_HZ),
             "--duration", str(duration)]  # fmt: skip
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < end, f"{what} did not happen within {timeout} s"
-        time.sleep(0.05)
-
-
-def finish(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
 
 
 def baresips_of(work: Path) -> list[int]:
@@ -80,7 +62,7 @@ def run_call(work: Path, callee: list[str], caller: list[str]) -> Reports:
     """Start the callee, then the caller once it is ready; both reports, by ext."""
     proc = subprocess.Popen(callee, cwd=REPO, stdout=subprocess.DEVNULL)
     try:
-        wait_until((work / "callee.ready").exists, 10, "callee ready")
+        wait_for_file(work / "callee.ready", 10)
         assert finish(subprocess.Popen(caller, cwd=REPO, stdout=subprocess.DEVNULL),
                       DURATION + 20) == 0  # fmt: skip
         assert finish(proc, 20) == 0
@@ -171,13 +153,13 @@ def test_sigterm_mid_call(tmp_path: Path) -> None:
                               cwd=REPO, stdout=subprocess.DEVNULL)  # fmt: skip
     caller: subprocess.Popen[bytes] | None = None
     try:
-        wait_until((tmp_path / "callee.ready").exists, 10, "callee ready")
+        wait_for_file(tmp_path / "callee.ready", 10)
         caller = subprocess.Popen(agent("baresip_agent", tmp_path, "1000", 5142, 4460,
                                         *caller_args(5144, duration=30)), cwd=REPO)
         log = tmp_path / "1000-baresip.log"
-        wait_until(lambda: log.exists() and b"Call established" in log.read_bytes(), 10,
-                   "call established")  # fmt: skip
-        time.sleep(1.0)  # some media
+        media = b"stream: incoming rtp for 'audio' established"  # baresip's first RTP in
+        wait_until(lambda: log.exists() and media in log.read_bytes(), 10,
+                   "RTP reaching the caller")  # fmt: skip
         start = time.monotonic()
         caller.send_signal(signal.SIGTERM)
         assert finish(caller, 10) == 0

@@ -6,17 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from conftest import requires_root
-from helpers import assert_nothing_left
+from helpers import assert_nothing_left, requires_root, wait_until
 
+from analysis.packets import read_udp
 from natlab.guard import RunLock, is_locked
+from topology.plan import Plan
 
 pytestmark = requires_root
 PHONES = ["1002", "1005", "2001", "2005"]
 SCENARIO = "006_call_stun_nataware"
+CALLER = "1002"
 
 
 def _start_run(results: Path) -> subprocess.Popen[str]:
@@ -25,22 +26,31 @@ def _start_run(results: Path) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def _wait_mid_call(results: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    """Until the caller has registered and placed its call."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if list(results.glob(f"*/{SCENARIO}/agents/caller.ready")):
-            time.sleep(1.5)  # the call is up by now (RTP flowing)
-            return
+def _rtp_both_ways(results: Path, caller_ip: str) -> bool:
+    """The caller's capture holds RTP it sent and RTP it received (tcpdump writes with -U)."""
+    pcaps = list(results.glob(f"*/{SCENARIO}/p{CALLER}.pcap"))
+    if not pcaps:
+        return False
+    rtp = [p for p in read_udp(pcaps[0]) if p.kind == "rtp"]
+    return any(p.src == caller_ip for p in rtp) and any(p.dst == caller_ip for p in rtp)
+
+
+def _wait_mid_call(results: Path, proc: subprocess.Popen[str], plan: Plan,
+                   timeout: float = 30) -> None:
+    """Until media flows both ways at the caller: the call is up."""
+    caller_ip = next(lan.phones[CALLER] for lan in plan.lans if CALLER in lan.phones)
+
+    def mid_call() -> bool:
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.1)
-    raise AssertionError("the call never started")
+        return _rtp_both_ways(results, caller_ip)
+
+    wait_until(mid_call, timeout, "RTP both ways at the caller")
 
 
-def test_sigint_mid_call_leaves_nothing(tmp_path: Path) -> None:
+def test_sigint_mid_call_leaves_nothing(tmp_path: Path, plan: Plan) -> None:
     proc = _start_run(tmp_path)
     try:
-        _wait_mid_call(tmp_path, proc)
+        _wait_mid_call(tmp_path, proc, plan)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         _, err = proc.communicate(timeout=40)
     finally:
@@ -59,9 +69,14 @@ def test_sigint_mid_call_leaves_nothing(tmp_path: Path) -> None:
     assert record["status"] == "interrupted"
 
 
-def test_sigkill_then_clean(tmp_path: Path) -> None:
+def test_sigkill_then_clean(tmp_path: Path, plan: Plan) -> None:
     proc = _start_run(tmp_path)
-    _wait_mid_call(tmp_path, proc)
+    try:
+        _wait_mid_call(tmp_path, proc, plan)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGINT)  # let natlab undo what it built
+        proc.communicate(timeout=40)
+        raise
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
     res = subprocess.run([sys.executable, "-m", "natlab", "clean"], capture_output=True,

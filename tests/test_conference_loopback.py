@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import REPO, finish, kill_all, requires, running, wait_for_file
 
 from agents.confbridge import main as confbridge_main
 from agents.tones import tone_levels
@@ -22,7 +21,6 @@ from services.credentials import make_credentials
 from services.host import LocalHost
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
 
-REPO = Path(__file__).resolve().parents[1]
 SIP_PORT, STUN_PORT = 15110, 15120
 PASSWORDS = make_credentials(["2900", "2011", "2012", "2013"])
 PBX = PbxOptions(name="pbxconf", lan_ip="127.0.0.1", public_ip="127.0.0.2", local_prefix="2",
@@ -34,6 +32,7 @@ CONF_SECONDS = 6.0  # the bridge's --max-wait: it hangs up on everyone then
 CALLERS = {"2011": (440.0, 5181, 4900), "2012": (1000.0, 5182, 4920),
            "2013": (1500.0, 5183, 4940)}
 PACKETS_PER_SECOND = 50
+needs_kamailio = requires("kamailio")
 
 
 def bridge_cmd(work: Path, max_wait: float) -> list[str]:
@@ -53,13 +52,6 @@ def caller_cmd(work: Path, ext: str) -> list[str]:
             "--password", PASSWORDS[ext]]
 
 
-def wait_for(path: Path, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < end, f"{path} did not appear"
-        time.sleep(0.05)
-
-
 def caller_of(participant: dict[str, Any]) -> str:
     """The extension in a participant's remote URI, e.g. <sip:2011@127.0.0.1>."""
     match = re.match(r"<?sip:(\d+)@", participant["remote_uri"])
@@ -67,23 +59,10 @@ def caller_of(participant: dict[str, Any]) -> str:
     return match.group(1)
 
 
-def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
-    daemon = Kamailio(LocalHost(), tmp_path_factory.mktemp("pbx"), PBX)
-    daemon.render()
-    daemon.start()
-    try:
-        daemon.wait_ready(5.0)
+    with running(Kamailio(LocalHost(), tmp_path_factory.mktemp("pbx"), PBX)) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +71,16 @@ def conference(pbx: Kamailio, tmp_path_factory: pytest.TempPathFactory) -> dict[
     work = tmp_path_factory.mktemp("conf")
     procs = [subprocess.Popen(bridge_cmd(work, CONF_SECONDS), cwd=REPO)]
     try:
-        wait_for(work / "2900.ready", 10)
+        wait_for_file(work / "2900.ready", 10)
         procs += [subprocess.Popen(caller_cmd(work, ext), cwd=REPO) for ext in CALLERS]
         for proc in procs:
             assert proc.wait(timeout=CONF_SECONDS + 15) == 0
     finally:
-        stop_all(procs)
+        kill_all(procs)
     return {ext: json.loads((work / f"{ext}.json").read_text()) for ext in ["2900", *CALLERS]}
 
 
+@needs_kamailio
 def test_bridge_report(conference: dict[str, Any]) -> None:
     bridge = conference["2900"]
     assert bridge["error"] is None and bridge["register_code"] == 200
@@ -116,6 +96,7 @@ def test_bridge_report(conference: dict[str, Any]) -> None:
         assert p["rtp"]["rx"] >= 0.8 * in_call * PACKETS_PER_SECOND
 
 
+@needs_kamailio
 @pytest.mark.parametrize("ext", sorted(CALLERS))
 def test_caller_in_conference(conference: dict[str, Any], ext: str) -> None:
     r = conference[ext]
@@ -126,6 +107,7 @@ def test_caller_in_conference(conference: dict[str, Any], ext: str) -> None:
     assert r["media_seconds"] >= CONF_SECONDS - 2
 
 
+@needs_kamailio
 @pytest.mark.parametrize("ext", sorted(CALLERS))
 def test_each_caller_hears_the_two_others(conference: dict[str, Any], ext: str) -> None:
     own = CALLERS[ext][0]
@@ -136,6 +118,7 @@ def test_each_caller_hears_the_two_others(conference: dict[str, Any], ext: str) 
         assert levels[hz] - levels[own] >= 20.0, levels  # and our own tone is not echoed
 
 
+@needs_kamailio
 def test_bridge_recordings_hold_the_others(conference: dict[str, Any]) -> None:
     by_ext = {caller_of(p): p for p in conference["2900"]["participants"]}
     for ext, (own, _, _) in CALLERS.items():
@@ -145,30 +128,27 @@ def test_bridge_recordings_hold_the_others(conference: dict[str, Any]) -> None:
         assert min(levels[hz] for hz in others) - levels[own] >= 20.0, levels
 
 
+@needs_kamailio
 def test_sigterm_ends_an_empty_conference(pbx: Kamailio, tmp_path: Path) -> None:
     proc = subprocess.Popen(bridge_cmd(tmp_path, 30), cwd=REPO)
     try:
-        wait_for(tmp_path / "2900.ready", 10)
+        wait_for_file(tmp_path / "2900.ready", 10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
     finally:
-        stop_all([proc])
+        kill_all([proc])
     r = json.loads((tmp_path / "2900.json").read_text())
     assert r["participants"] == [] and r["error"] is None and r["register_code"] == 200
 
 
-@pytest.mark.skipif(shutil.which("turnserver") is None, reason="coturn not installed")
+@needs_kamailio
+@requires("turnserver")
 def test_stun_maps_every_rtp_port(pbx: Kamailio, tmp_path: Path) -> None:
-    coturn = Coturn(LocalHost(), tmp_path / "stun", CoturnOptions(("127.0.0.1",), STUN_PORT))
-    coturn.render()
-    coturn.start()
-    try:
-        coturn.wait_ready(5.0)
+    with running(Coturn(LocalHost(), tmp_path / "stun", CoturnOptions(("127.0.0.1",),
+                                                                      STUN_PORT))):
         proc = subprocess.Popen(bridge_cmd(tmp_path, 1) + ["--stun", f"127.0.0.1:{STUN_PORT}"],
                                 cwd=REPO)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        coturn.stop()
+        assert finish(proc, 15) == 0
     r = json.loads((tmp_path / "2900.json").read_text())
     assert r["error"] is None
     assert r["stun_mapped"] == {str(port): {"addr": "127.0.0.1", "rtp": port, "rtcp": port + 1}

@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import requires_root
+from stats import binomial_interval, z_value
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from impair import Applied, Impairment, apply, has_netem  # noqa: E402
-from impair.apply import ImpairError, netem_command  # noqa: E402
-from impair.netlink import (  # noqa: E402
+from impair import Applied, Impairment, apply, has_netem
+from impair.apply import ImpairError, netem_command
+from impair.netlink import (
     Attr,
     Error,
     MsgType,
@@ -42,10 +41,9 @@ from impair.netlink import (  # noqa: E402
     parse,
     verdict_msg,
 )
-from impair.nfq import DelayModel, LossModel  # noqa: E402
-from impair.nfq import main as nfq_main  # noqa: E402
+from impair.nfq import DelayModel, LossModel
+from impair.nfq import main as nfq_main
 
-requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
 PREFIX = f"imp{os.getpid() % 100000}"
 H2_ADDR = "203.0.113.1"
 EGRESS = "r-eth1"
@@ -321,24 +319,6 @@ def test_jitter(lab: Lab, impaired: Callable[..., Applied]) -> None:
     assert abs(std - 10) <= 0.2 * 10
 
 
-def _binomial_interval(n: int, p: float, level: float = 0.999) -> tuple[int, int]:
-    def log_pmf(k: int) -> float:
-        return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-                + k * math.log(p) + (n - k) * math.log1p(-p))
-
-    pmf = [math.exp(log_pmf(k)) for k in range(n + 1)]
-    tail = (1 - level) / 2
-    lo = hi = 0
-    acc = 0.0
-    for k, x in enumerate(pmf):
-        acc += x
-        if acc < tail:
-            lo = k + 1
-        if acc <= 1 - tail:
-            hi = k + 1
-    return lo, hi
-
-
 @requires_root
 def test_random_loss(lab: Lab, impaired: Callable[..., Applied]) -> None:
     a = impaired(Impairment(loss_pct=10), mechanism="nfqueue")
@@ -346,7 +326,7 @@ def test_random_loss(lab: Lab, impaired: Callable[..., Applied]) -> None:
     n = 2000
     rx = stream(lab, n, 0.001)
     lost = n - len(rx.seqs)
-    lo, hi = _binomial_interval(n, 0.10)
+    lo, hi = binomial_interval(n, 0.10)
     report("random loss 10 %", lost=lost, lo=lo, hi=hi)
     assert lo <= lost <= hi
 
@@ -367,9 +347,9 @@ def test_bursty_loss(lab: Lab, impaired: Callable[..., Applied]) -> None:
     rho = 1 - p - r
     sd = math.sqrt(0.05 * 0.95 / n * (1 + rho) / (1 - rho))
     report("bursty loss 5 % burst 4", loss_pct=100 * loss, mean_burst=mean_burst,
-           tolerance_pct=100 * 3.29 * sd)
+           tolerance_pct=100 * z_value() * sd)
     assert lost == expected, "the loss pattern is the seeded model's"
-    assert abs(loss - 0.05) <= 3.29 * sd
+    assert abs(loss - 0.05) <= z_value() * sd
     assert mean_burst > 2.5
 
 

@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, requires_tool
+from conftest import ROOT
+from helpers import requires
 
 from natlab import pipeline
 
@@ -30,7 +31,7 @@ def chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProc
                            page.as_uri()], capture_output=True, text=True, timeout=120)
 
 
-@requires_tool("chromium")
+@requires("chromium")
 def test_page_loads_every_image_without_console_errors(page: Path, tmp_path: Path) -> None:
     res = chromium(page, tmp_path / "profile", "--enable-logging=stderr", "--v=0",
                    "--virtual-time-budget=10000", "--dump-dom")
@@ -45,7 +46,7 @@ def test_page_loads_every_image_without_console_errors(page: Path, tmp_path: Pat
     assert len(rows) == 10 and len(set(rows)) == 10
 
 
-@requires_tool("chromium")
+@requires("chromium")
 def test_screenshot_on_a_laptop_screen(page: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     res = chromium(page, tmp_path / "profile", "--window-size=1366,900",

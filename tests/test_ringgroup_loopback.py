@@ -5,22 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import REPO, kill_all, requires, running, wait_for_file
 
 from services.credentials import make_credentials
 from services.host import LocalHost
 from services.kamailio import Kamailio, PbxOptions, RingGroup, TrunkMode, render_config
 
-REPO = Path(__file__).resolve().parents[1]
 SIP_PORT = 15100
 RING_S = 2
 # ext -> (SIP port, RTP port)
+needs_kamailio = requires("kamailio")
 PORTS = {"2099": (5170, 4700), "2001": (5171, 4710), "2005": (5172, 4720)}
 PASSWORDS = make_credentials(PORTS)
 PBX = PbxOptions(name="pbxrg", lan_ip="127.0.0.1", public_ip="127.0.0.2", local_prefix="2",
@@ -38,42 +38,26 @@ def run_agent(work: Path, ext: str, *extra: str) -> subprocess.Popen[bytes]:
         cwd=REPO, stdout=subprocess.DEVNULL)  # fmt: skip
 
 
-def wait_for(path: Path, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < end, f"{path} did not appear"
-        time.sleep(0.05)
-
-
 def ring(work: Path, members: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
     """Start the members, let 2099 call 2000 for 2 s; every report by extension."""
     procs = {ext: run_agent(work, ext, "--max-wait", "15", *args) for ext, args in members.items()}
     try:
         for ext in members:
-            wait_for(work / f"{ext}.ready", 10)
+            wait_for_file(work / f"{ext}.ready", 10)
         procs["2099"] = run_agent(work, "2099", "--call", "2000", "--duration", "2",
                                   "--max-wait", str(RING_S + 8))
         for proc in procs.values():
             assert proc.wait(timeout=25) == 0
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_all(list(procs.values()))
     return {ext: json.loads((work / f"{ext}.json").read_text()) for ext in procs}
 
 
 @pytest.fixture
 def pbx(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Kamailio]:
-    daemon = Kamailio(LocalHost(), tmp_path / "pbx", replace(PBX, ring_groups=(request.param,)))
-    daemon.render()
-    daemon.check()
-    daemon.start()
-    try:
-        daemon.wait_ready(5.0)
+    options = replace(PBX, ring_groups=(request.param,))
+    with running(Kamailio(LocalHost(), tmp_path / "pbx", options)) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
 def assert_cancelled(r: dict[str, Any]) -> None:
@@ -98,6 +82,7 @@ def t_wall(r: dict[str, Any], state: str) -> float:
     return r["t0_wall"] + next(s["t"] for s in r["states"] if s["state"] == state)
 
 
+@needs_kamailio
 @pytest.mark.parametrize("pbx", [RingGroup("2000", ("2001", "2005"))], indirect=True)
 def test_parallel_first_answer_wins(pbx: Kamailio, tmp_path: Path) -> None:
     reports = ring(tmp_path, {"2001": ["--answer", "--answer-delay", "0.3"],
@@ -109,6 +94,7 @@ def test_parallel_first_answer_wins(pbx: Kamailio, tmp_path: Path) -> None:
     assert "ring group 2000 parallel: 2 of 2 members" in pbx.log_text()
 
 
+@needs_kamailio
 @pytest.mark.parametrize("pbx", [RingGroup("2000", ("2001", "2003", "2005"), "sequential",
                                            RING_S)], indirect=True)
 def test_sequential_hunts_past_silent_and_unregistered(pbx: Kamailio, tmp_path: Path) -> None:
@@ -125,6 +111,7 @@ def test_sequential_hunts_past_silent_and_unregistered(pbx: Kamailio, tmp_path: 
     assert "member 3/3 2005" in log
 
 
+@needs_kamailio
 @pytest.mark.parametrize("pbx", [RingGroup("2000", ("2001", "2005"), "sequential", RING_S)],
                          indirect=True)
 def test_nobody_registered_gives_480(pbx: Kamailio, tmp_path: Path) -> None:
@@ -148,15 +135,10 @@ def test_ring_group_options() -> None:
     assert '$avp(rg_members) = "2001 2005";' in text and "$avp(rg_ring_ms) = 7000;" in text
 
 
+@needs_kamailio
 @pytest.mark.parametrize("trunk", list(TrunkMode))
 def test_config_with_ring_groups_starts(tmp_path: Path, trunk: TrunkMode) -> None:
     # `kamailio -c` misses some errors (an unknown $pvar), so really start it
     groups = (RingGroup("2000", ("2001", "2005")), RingGroup("2100", ("2002",), "sequential"))
-    daemon = Kamailio(LocalHost(), tmp_path, replace(PBX, trunk=trunk, ring_groups=groups))
-    daemon.render()
-    daemon.check()
-    daemon.start()
-    try:
-        daemon.wait_ready(5.0)
-    finally:
-        daemon.stop()
+    with running(Kamailio(LocalHost(), tmp_path, replace(PBX, trunk=trunk, ring_groups=groups))):
+        pass  # up and answering OPTIONS

@@ -7,8 +7,7 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import requires_root
-from helpers import assert_nothing_left
+from helpers import assert_nothing_left, requires_root
 
 pytestmark = requires_root
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -27,6 +28,11 @@ PBX = PbxOptions(name="pbx2", lan_ip="127.0.0.1", public_ip="127.0.0.2", local_p
                  peer_prefix="1", peer_public_ip="127.0.0.3", trunk=TrunkMode.NONE,
                  sip_port=SIP_PORT, trunk_port=TRUNK_PORT, passwords=PASSWORDS)
 STRANGER = "127.0.0.4"  # neither the PBX nor its peer
+
+
+def skip_without(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed")
 
 
 def alive(pid: int) -> bool:
@@ -52,6 +58,7 @@ def children(pid: int) -> list[int]:
 @pytest.fixture
 def pbx(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Kamailio]:
     """A PBX; the parameter is a TrunkMode or a PbxOptions."""
+    skip_without("kamailio")
     param = getattr(request, "param", TrunkMode.NONE)
     options = param if isinstance(param, PbxOptions) else replace(PBX, trunk=param)
     daemon = Kamailio(LocalHost(), tmp_path, options)
@@ -64,6 +71,7 @@ def pbx(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Kamailio]:
 
 @pytest.fixture
 def coturn(tmp_path: Path) -> Iterator[Coturn]:
+    skip_without("turnserver")
     daemon = Coturn(LocalHost(), tmp_path, CoturnOptions(listen_ips=("127.0.0.1",),
                                                          port=STUN_PORT))
     daemon.render()

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, requires_tool
+from conftest import ROOT
+from helpers import requires
 
 from natlab import pipeline
 
@@ -57,7 +58,7 @@ def test_only_stun_plus_nat_aware_works(stored: dict[str, Any]) -> None:
     assert stored["by_name"]["202_video_nostun_nataware"]["verdict"] == "fails"
 
 
-@requires_tool("tshark")
+@requires("tshark")
 def test_every_cited_frame_is_sip_or_rtp(stored: dict[str, Any]) -> None:
     cited: dict[Path, set[int]] = {}
     for name, s in stored["by_name"].items():
@@ -82,7 +83,7 @@ def _ref(text: str, before: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
-@requires_tool("tshark")
+@requires("tshark")
 @pytest.mark.parametrize("name", ["001_call_nostun_none", "004_call_stun_none"])
 def test_no_trunk_404_frame(stored: dict[str, Any], name: str) -> None:
     s = stored["by_name"][name]
@@ -92,7 +93,7 @@ def test_no_trunk_404_frame(stored: dict[str, Any], name: str) -> None:
     assert (status, src) == ("404", "172.16.10.10")
 
 
-@requires_tool("tshark")
+@requires("tshark")
 @pytest.mark.parametrize("name", ["002_call_nostun_naive", "005_call_stun_naive"])
 def test_naive_trunk_ack_frame_and_record_route(stored: dict[str, Any], name: str) -> None:
     s = stored["by_name"][name]
@@ -107,7 +108,7 @@ def test_naive_trunk_ack_frame_and_record_route(stored: dict[str, Any], name: st
     assert copies and int(copies[1]) > 1
 
 
-@requires_tool("tshark")
+@requires("tshark")
 def test_no_stun_rtp_sent_nowhere(stored: dict[str, Any]) -> None:
     s = stored["by_name"]["003_call_nostun_nataware"]
     assert s["checks"]["callee_confirmed"] and s["rtp_received"] == {"caller": 0, "callee": 0}
@@ -123,7 +124,7 @@ def test_no_stun_rtp_sent_nowhere(stored: dict[str, Any]) -> None:
     assert (dst, pt) == ("192.168.1.25", "0")
 
 
-@requires_tool("tshark")
+@requires("tshark")
 def test_ring_group_cancel_frames(stored: dict[str, Any]) -> None:
     s = stored["by_name"]["211_ringgroup_parallel"]
     assert "2001 answered first" in s["explanation"]
@@ -143,7 +144,7 @@ def test_conference_hears_the_others(stored: dict[str, Any]) -> None:
     assert "offered its private address 192.168.1.10" in s["explanation"]
 
 
-@requires_tool("tshark")
+@requires("tshark")
 def test_video_frames_carry_the_negotiated_payload_type(stored: dict[str, Any]) -> None:
     works = stored["by_name"]["203_video_short_stun_nataware"]
     pcap, frame = _ref(works["explanation"], "Video 1002 -> 2005")
@@ -153,7 +154,7 @@ def test_video_frames_carry_the_negotiated_payload_type(stored: dict[str, Any]) 
     assert "VP8 packets leaving toward the private address 192.168.1.25" in fails["explanation"]
 
 
-@requires_tool("tshark")
+@requires("tshark")
 def test_qos_rows_equal_tshark_on_the_receiver_capture(stored: dict[str, Any]) -> None:
     qos = json.loads((stored["dir"] / "qos.json").read_text())
     checked = 0

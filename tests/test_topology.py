@@ -8,8 +8,7 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import requires_root
-from helpers import ping
+from helpers import ping, requires_root
 
 from topology.plan import DOC_RANGES, Plan
 

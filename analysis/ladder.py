@@ -96,6 +96,12 @@ class Topology:
 def columns(plan: Plan, caller: str, callees: list[str], stun: bool) -> list[tuple[str, str]]:
     """Left to right: the caller's LAN, the two routers, the callee's LAN, the STUN server."""
     c_lan = plan.lan_of(caller)
+    if callees and all(e in c_lan.phones for e in callees):  # a call inside one LAN
+        cols = [(phone_name(caller), f"{caller}\n{c_lan.phones[caller]}"),
+                (c_lan.pbx_name, f"PBX{c_lan.index}\n{c_lan.pbx}"),
+                (c_lan.router_name, f"{c_lan.router_name}\n{c_lan.wan_ip}")]
+        cols += [(phone_name(e), f"{e}\n{c_lan.phones[e]}") for e in callees]
+        return cols + ([("stun", f"STUN\n{plan.servers.stun}")] if stun else [])
     e_lan = plan.other(c_lan)
     cols = [(phone_name(caller), f"{caller}\n{c_lan.phones[caller]}"),
             (c_lan.pbx_name, f"PBX{c_lan.index}\n{c_lan.pbx}"),

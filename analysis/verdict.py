@@ -58,6 +58,7 @@ class Verdict:
     calls: list[dict[str, Any]] = field(default_factory=list)  # per call, multi-call scenarios
     rtp_agent: dict[str, Any] = field(default_factory=dict)  # the agents' own RTP counters
     nat: dict[str, Any] = field(default_factory=dict)  # the NAT matrix cell (analysis.nat)
+    wall_s: float = 0.0  # the scenario's wall time (topology up to teardown)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

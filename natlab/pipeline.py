@@ -29,7 +29,7 @@ from natlab.guard import RunLock, clean_leftovers, raise_on_term
 from natlab.preflight import preflight
 from natlab.progress import Progress
 from natlab.versions import versions
-from report import quiz
+from report import matrix, quiz
 from report.html import write_html
 from report.ladder import write as draw_ladder
 from report.qos import QosScenario, write_qos
@@ -185,6 +185,7 @@ def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario,
             if ladder is not None:
                 ladders.append((call.label if sc.calls > 1 else "call", ladder))
     verdict = combine(_subject(sc), calls)
+    verdict.wall_s = rec.seconds
     if rec.status != "complete":
         verdict.explanation += f" (The run was {rec.status} in this scenario.)"
     return verdict, qos
@@ -250,5 +251,6 @@ def report(rundir: Path, analysis: Analysis) -> None:
             (folder / "verdict.json").write_text(json.dumps(v.as_dict(), indent=2) + "\n")
         for label, ladder in analysis.ladders.get(v.name, []):
             draw_ladder(ladder, f"{v.name} {label}", folder / "ladders" / label)
-    write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos), hide)
+    write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos)
+              + matrix.overhead(analysis.verdicts, analysis.qos), hide)
     write_html(rundir, load_plan(rundir / CONFIG_FILE), analysis.verdicts, analysis.meta, hide)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.verdict import Verdict
+from report import matrix
 from report.topology import diagram
 from topology.plan import Plan
 
@@ -82,6 +83,23 @@ def _summary(verdicts: list[Verdict], hidden: bool) -> list[str]:
     return [*rows, "</table>"]
 
 
+LINK = re.compile(r"\[([^\]]+)\]\(#([\w-]+)\)")
+
+
+def _rows(rows: list[list[str]]) -> list[str]:
+    """A table whose cells may hold markdown links to a scenario ([text](#name))."""
+    def cell(text: str) -> str:
+        m = LINK.fullmatch(text)
+        if m is None:
+            return _e(text)
+        state = m[1].split()[0]
+        return f'<a href="#{_e(m[2])}" class="{_e(state)}">{_e(m[1])}</a>'
+
+    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in rows[0]) + "</tr>"]
+    out += ["<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in rows[1:]]
+    return [*out, "</table>"]
+
+
 def _qos_table(rows: list[dict[str, Any]]) -> list[str]:
     out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for _, h in QOS_COLUMNS) + "</tr>"]
     for r in rows:
@@ -143,6 +161,12 @@ def write_html(rundir: Path, plan: Plan, verdicts: list[Verdict], meta: dict[str
              "each direction receives at least 95 % of the RTP the other side sent, and each "
              "recording holds the far tone. Frame numbers are Wireshark's: open the pcap and "
              "use Go to frame.</p>", *_summary(verdicts, hidden)]
+    nat = matrix.tables(verdicts) if not hidden else {}
+    titles = {"matrix": "NAT behaviours x remedies", "lessons": "NAT lessons of their own",
+              "types": "NAT types: configured and measured"}
+    for key, rows in nat.items():
+        if rows:
+            body += [f"<h2>{titles[key]}</h2>", *_rows(rows)]
     if (rundir / "figures" / "sweep.png").exists():
         body.append('<h2>Impairment sweep</h2><img src="figures/sweep.png" alt="sweep">')
     for v in verdicts:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.verdict import Verdict
+from report import matrix
 
 HEADER = ("scenario", "stun", "trunk", "verdict", "paper", "RTP rx caller", "RTP rx callee")
 
@@ -61,6 +62,7 @@ def markdown(verdicts: list[Verdict], meta: dict[str, Any], hidden: bool = False
         return "\n".join([*out, "", "Verdicts and explanations are hidden until you have "
                            "written your predictions into predictions.toml and run "
                            "`natlab grade`.", ""])
+    out += ["", *matrix.markdown(verdicts)]
     out += ["", "## Explanations", ""]
     for v in verdicts:
         out += [f"### {v.name}: {v.verdict}", "",

@@ -72,7 +72,8 @@ def overhead(verdicts: list[Verdict], qos: list[QosScenario]) -> list[str]:
             "The same call through the direct path, a TURN relay and rtpengine, same WAN "
             "profile: one-way delay (each packet matched between the two phones' captures) "
             "and RFC 3550 jitter, averaged over both directions.", "",
-            "| scenario | media path | one-way delay (ms) | jitter (ms) | WAN |", "|---|---|---|---|---|",
+            "| scenario | media path | one-way delay (ms) | jitter (ms) | WAN |",
+            "|---|---|---|---|---|",
             *rows, ""]
 
 

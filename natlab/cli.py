@@ -11,7 +11,7 @@ from natlab.constants import STUN_PORT
 from natlab.errors import InputError, NatlabError
 from natlab.guard import AlreadyRunning, RunLock, clean_leftovers, is_locked, raise_on_term
 from natlab.preflight import preflight
-from report import quiz
+from report import labkey, quiz
 from report.write import new_run_dir, text_table
 from scenarios.model import TRUNKS, available_sets, select
 from topology.plan import Plan, load_plan
@@ -82,6 +82,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
     print(f"natlab: {sum(a.right for a in answers)}/{len(answers)} right; the report now shows "
           f"every verdict: {rundir}/report.html")
     pipeline.report(rundir, analysis)
+    return 0
+
+
+def cmd_lab_key(args: argparse.Namespace) -> int:
+    """The lab guide's answer key, filled from a run."""
+    rundir = Path(args.rundir).resolve()
+    if not (rundir / "summary.json").exists():
+        raise InputError(f"{rundir} has no summary.json: run natlab report on it first")
+    print(f"natlab: wrote {labkey.write(rundir)}")
     return 0
 
 
@@ -194,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     grd.add_argument("rundir", help="a quiz run folder")
     grd.add_argument("predictions", nargs="?", help="predictions TOML (default: in the run)")
     grd.set_defaults(func=cmd_grade)
+    key = sub.add_parser("lab-key", help="fill the lab guide's answer key from a run")
+    key.add_argument("rundir", help="a run folder, e.g. results/latest")
+    key.set_defaults(func=cmd_lab_key)
     exp = sub.add_parser("explain", help="a scenario's verdict, explanation and SIP ladder")
     exp.add_argument("rundir", help="a run folder, e.g. results/latest")
     exp.add_argument("scenario", nargs="*", help="scenario names (default: all)")

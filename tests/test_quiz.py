@@ -34,7 +34,7 @@ def test_verdicts_hidden_until_graded(tmp_path: Path) -> None:
     assert "hidden until you predict" in page
     assert "works" not in md.split("| scenario")[1] and "natlab grade" in md
     template = (rundir / "predictions.toml").read_text()
-    assert template.count(' = ""') == 10
+    assert template.count(' = ""') == 13
 
     res = grade(rundir)  # nothing predicted yet: one line, exit 2, still hidden
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
@@ -48,7 +48,7 @@ def test_verdicts_hidden_until_graded(tmp_path: Path) -> None:
     res = grade(rundir)
     assert res.returncode == 0, res.stderr
     right = sum(guesses[n] == truth[n] for n in truth)
-    assert f"{right}/10 right" in res.stdout and right == 4  # 4 stored scenarios work
+    assert f"{right}/13 right" in res.stdout and right == 5  # 5 stored scenarios work
     graded = json.loads((rundir / "grade.json").read_text())
-    assert graded["right"] == right and len(graded["answers"]) == 10
+    assert graded["right"] == right and len(graded["answers"]) == 13
     assert 'class="fails"' in (rundir / "report.html").read_text()

@@ -39,11 +39,11 @@ def test_page_loads_every_image_without_console_errors(page: Path, tmp_path: Pat
     m = re.search(r'data-images="(\d+) loaded (\d+)"', res.stdout)
     assert m, "the page's load handler did not run"
     images = page.read_text().count("<img ")
-    assert int(m[1]) == images >= 10 + 8 and m[2] == m[1], m[0]  # 10 ladders + QoS figures
+    assert int(m[1]) == images >= 13 + 8 and m[2] == m[1], m[0]  # 13 ladders + QoS figures
     console = [line for line in res.stderr.splitlines() if "CONSOLE" in line]
     assert console == []
     rows = re.findall(r'<tr><td><a href="#([\w-]+)">', res.stdout)
-    assert len(rows) == 10 and len(set(rows)) == 10
+    assert len(rows) == len(set(rows)) == 13
 
 
 @requires("chromium")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pjsua2 as pj
 
+from agents.ice import add_nat_options, check_nat_args
 from agents.phone import Clock, MediaMapping, Phone, PhoneConfig, Report
 from agents.runmain import Parser, agent_main, check_phone_args, host_port, ipv4, positive
 from agents.tones import write_tone
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="STUN server, media only: the agent maps its RTP/RTCP ports (RFC 5389) and puts "
         "the public address in the SDP; Contact stays private. Without it no NAT help at all",
     )
+    add_nat_options(p)
     p.add_argument(
         "--duration",
         type=positive(float),
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    return check_phone_args(build_parser().parse_args(argv))
+    return check_nat_args(check_phone_args(build_parser().parse_args(argv)))
 
 
 def stun_map(bind: str, port: int, server: str) -> tuple[str, int] | None:
@@ -165,6 +167,9 @@ class Agent:
             t0_wall=clock.t0_wall,
             tone_hz=args.tone_hz,
         )
+        if args.ice:
+            self.report.enable_ice(args.turn)
+        self.report.keepalive_s = args.keepalive
         self.phone = Phone(self._phone_config(), self.report, clock)
         self.stun_at = 0.0
 
@@ -183,6 +188,11 @@ class Agent:
             record_path=a.workdir / f"{a.ext}-heard.wav",
             log_path=a.workdir / f"{a.ext}-pjsip.log",
             log_level=a.log_level,
+            ice=a.ice,
+            ice_stun=a.stun if a.ice else None,
+            turn=a.turn_server,
+            relay_only=a.relay_only,
+            keepalive=a.keepalive,
         )
 
     def run(self) -> None:
@@ -220,7 +230,7 @@ class Agent:
 
     def _map_media(self) -> None:
         """With --stun: learn the public address of the RTP and RTCP ports for the SDP."""
-        if not self.args.stun:
+        if not self.args.stun or self.args.ice:  # with ICE, pjnath does STUN itself
             return
         self.stun_at = self.clock.now()
         a = self.args
@@ -260,10 +270,12 @@ class Agent:
         while not phone.disconnected:
             phone.pump(PUMP_MS)
             now = self.clock.now()
-            if phone.call is None and self.args.stun and now - self.stun_at >= STUN_REFRESH:
+            own_stun = self.args.stun and not self.args.ice
+            if phone.call is None and own_stun and now - self.stun_at >= STUN_REFRESH:
                 self._map_media()
             if now - last_sample >= STATS_EVERY:
                 phone.sample_stats()
+                phone.sample_ice()
                 last_sample = now
             if phone.incoming_at is not None and not answered and not phone.disconnected:
                 if self.args.answer and now >= phone.incoming_at + self.args.answer_delay:

@@ -77,11 +77,10 @@ def check_nat_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.turn:
         if not args.turn_user or not args.turn_pass:
             raise UsageError("--turn needs --turn-user and --turn-pass")
-        args.ice = True
         args.turn_server = TurnServer(args.turn, args.turn_user, args.turn_pass)
     elif args.turn_user or args.turn_pass:
         raise UsageError("--turn-user/--turn-pass need --turn")
-    if args.relay_only and not args.ice:
+    if args.relay_only and not (args.ice or args.turn):
         raise UsageError("--relay-only needs --ice or --turn")
     if args.keepalive < 0:
         raise UsageError("--keepalive must be >= 0")

@@ -123,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    return check_nat_args(check_phone_args(build_parser().parse_args(argv)))
+    args = check_nat_args(check_phone_args(build_parser().parse_args(argv)))
+    args.ice = args.ice or args.turn_server is not None  # pjsua2's TURN lives inside ICE
+    return args
 
 
 def stun_map(bind: str, port: int, server: str) -> tuple[str, int] | None:

@@ -200,7 +200,8 @@ def anchored_pbx(lab: Path, tmp_path: Path) -> Iterator[tuple[Kamailio, Path]]:
         rtpe = NsHost().popen(
             ["rtpengine", "-f", "-E", "-t", "-1", "-i", RTPENGINE, "-n", f"{RTPENGINE}:2223",
              "--port-min", str(ANCHOR_PORTS[0]), "--port-max", str(ANCHOR_PORTS[1]),
-             "-L", "6", "--delete-delay=0", "--pidfile", str(tmp_path / "rtpengine.pid"), "--config-file=none"],
+             "-L", "6", "--delete-delay=0", "--pidfile", str(tmp_path / "rtpengine.pid"),
+             "--config-file=none"],
             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     pbx = Kamailio(NsHost(), tmp_path / "pbx", PbxOptions(
         name="pbx2", lan_ip=PBX, public_ip=PBX, local_prefix="2", peer_prefix="1",

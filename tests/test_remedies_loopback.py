@@ -248,6 +248,8 @@ def test_rtpengine_anchors_the_media(anchored_pbx: tuple[Kamailio, Path],
     assert "behind a NAT (nathelper)" in log
     heard = (work / "2002-pjsip.log").read_text(errors="replace")
     assert re.search(rf"RX \d+ bytes Request msg OPTIONS/cseq=\d+ .*from UDP {PBX}:5060", heard)
+    # the callee's own keep-alives toward its registrar (pjsua's udpKaIntervalSec)
+    assert f"Keep-alive timer started for acc 0, destination:{PBX}:5060" in heard
 
 
 @requires_tool("baresip")

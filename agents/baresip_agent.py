@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import baresip_conf as bc
+from agents.ice import add_nat_options, check_nat_args, sdp_candidates
 from agents.report import Report as BaseReport
 from agents.runmain import (
     UsageError,
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                       tone_help="play a sine of HZ into the call (silence without it)")
     p.add_argument("--video", action="store_true",
                    help="offer/accept VP8 video from a fake source")
+    add_nat_options(p)
     return p
 
 
@@ -72,7 +74,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if args.rtp_port % 2:
         raise UsageError("--rtp-port must be even (baresip rounds RTP ports down to even)")
-    return check_phone_args(args)
+    args = check_nat_args(check_phone_args(args))
+    if args.relay_only or args.keepalive:
+        raise UsageError("--relay-only and --keepalive are pjsua2 agent options only")
+    return args
 
 
 @dataclasses.dataclass
@@ -92,6 +97,10 @@ class Agent:
         self.report = Report(ext=args.ext, role="caller" if args.call else "callee",
                              bind=args.bind, stun=args.stun, t0_wall=time.time(),
                              tone_hz=args.tone_hz)  # fmt: skip
+        if args.ice:
+            self.report.enable_ice(args.turn)
+        elif args.turn:
+            self.report.turn = {"server": args.turn, "relay_addr": None}
         self.bs: bc.Baresip | None = None
         self.call_id: str | None = None
         self.incoming_at: float | None = None
@@ -114,7 +123,8 @@ class Agent:
         # aufile ends the call at the end of the file: make it outlast the call
         write_tone(tone, a.tone_hz or 1000.0, a.max_wait + 5, amplitude=0.3 if a.tone_hz else 0)
         opts = bc.Options(a.ext, a.bind, a.sip_port, a.rtp_port, bc.free_tcp_port(), a.pbx, a.stun,
-                          a.video, tone.resolve(), self.snd_dir.resolve(), a.password)  # fmt: skip
+                          a.video, tone.resolve(), self.snd_dir.resolve(), a.password,
+                          ice=a.ice, turn=a.turn_server)  # fmt: skip
         bc.write_config(self.conf_dir, opts)
         self.bs = bc.Baresip(self.conf_dir, a.workdir / f"{a.ext}-baresip.log", opts.ctrl_port,
                           START_TIMEOUT + 2 * a.max_wait + 4 * bc.QUIT_TIMEOUT + 10)  # fmt: skip
@@ -232,7 +242,8 @@ class Agent:
         assert self.bs is not None
         a, r = self.args, self.report
         log = self.bs.log_text()
-        facts = bc.sip_facts(bc.parse_trace(log, f"{a.bind}:{a.sip_port}"))
+        msgs = bc.parse_trace(log, f"{a.bind}:{a.sip_port}")
+        facts = bc.sip_facts(msgs)
         r.invite_code = facts.invite_code or r.invite_code
         r.bye, r.codec = facts.bye, facts.codec
         if r.role == "callee" and not r.confirmed and facts.invite_code == 487:
@@ -241,6 +252,7 @@ class Agent:
         if a.stun and facts.local is not None and "media-nat 'stun' established" in log:
             r.stun_mapped = {"addr": facts.local.addr, "rtp": facts.local.port,
                              "rtcp": facts.local.rtcp or facts.local.port + 1}  # fmt: skip
+        self._nat_facts(msgs, log)
         stats = bc.parse_rtp_stats(log)
         r.rtp = stats.get("audio", {"tx": 0, "rx": 0})
         if a.video:
@@ -254,6 +266,29 @@ class Agent:
         self.snd_keep.mkdir(exist_ok=True)
         for dump in self.snd_dir.glob("dump-*.wav"):
             shutil.move(str(dump), self.snd_keep / dump.name)
+
+    def _nat_facts(self, msgs: list[bc.SipMsg], log: str) -> None:
+        """ICE candidates of the SDPs sent/received; the TURN relay from the SDP we sent."""
+        r = self.report
+        for m in msgs:
+            cands = sdp_candidates(m.body)
+            if r.ice is not None:
+                side = r.ice["local" if m.sent else "remote"]
+                side += [c for c in cands if c not in side]
+            if r.turn is not None and m.sent and r.turn["relay_addr"] is None:
+                if r.ice is None:  # medianat=turn: the SDP's address is the relay
+                    local = bc.parse_sdp(m.body).get("audio")
+                    if local is not None and local.addr is not None:
+                        r.turn["relay_addr"] = f"{local.addr}:{local.port}"
+                else:
+                    relay = [c for c in cands if c["type"] == "relay"]
+                    if relay:
+                        r.turn["relay_addr"] = f"{relay[0]['addr']}:{relay[0]['port']}"
+        if r.ice is not None:
+            r.ice["state"], remote = bc.ice_facts(log)
+            if remote is not None:  # baresip logs the remote end of the pair, not its type
+                r.ice["selected"] = {"local": None, "remote": remote}
+
 
 def main(argv: list[str] | None = None) -> int:
     return agent_main("baresip_agent", argv, parse_args, Agent,

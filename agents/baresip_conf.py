@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from agents.ice import TurnServer
 from analysis.sdp import Media
 from analysis.sdp import parse_sdp as parse_session
 
@@ -81,11 +82,23 @@ class Options:
     tone_wav: Path
     snd_dir: Path
     password: str | None = None  # digest password at the PBX (auth_user is the AOR's user)
+    ice: bool = False  # medianat=ice (stunserver from stun or turn)
+    turn: TurnServer | None = None  # medianat=turn, or ICE's relay with ice
+
+    @property
+    def medianat(self) -> str | None:
+        """baresip's media NAT module: ice, turn, stun or none."""
+        if self.ice:
+            return "ice"
+        if self.turn is not None:
+            return "turn"
+        return "stun" if self.stun else None
 
     @property
     def modules(self) -> list[str]:
         """g711 (PCMU), aufile (source), sndfile (dumps); no player: nothing is played out."""
-        extra = (["stun"] if self.stun else []) + (["fakevideo", "vp8"] if self.video else [])
+        nat = [self.medianat] if self.medianat else []
+        extra = nat + (["fakevideo", "vp8"] if self.video else [])
         return ["g711", "aufile", "sndfile", *extra]
 
 
@@ -105,8 +118,13 @@ def account_line(o: Options) -> str:
               "audio_codecs=PCMU/8000/1", "ptime=20"]  # fmt: skip
     if o.video:
         params.append("video_codecs=VP8")
-    if o.stun:
-        params += ["medianat=stun", f"stunserver=stun:{o.stun}"]
+    if o.turn is not None:  # TURN alone, or ICE with a relay candidate
+        params += [f"medianat={o.medianat}", f"stunserver=turn:{o.turn.addr}",
+                   f"stunuser={o.turn.user}", f"stunpass={o.turn.password}"]
+    elif o.medianat is not None:  # ice or stun; ICE without a server: host candidates only
+        params.append(f"medianat={o.medianat}")
+        if o.stun:
+            params.append(f"stunserver=stun:{o.stun}")
     if o.password is not None:
         params.append(f"auth_pass={o.password}")
     return f"<{aor}>;" + ";".join(params)
@@ -349,3 +367,18 @@ class Baresip:
     def last_line(self) -> str:
         lines = [s for s in ANSI.sub("", self.log_text()).splitlines() if s.strip()]
         return lines[-1].strip() if lines else "(empty log)"
+
+
+
+ICE_CHECK = re.compile(r"ice: audio: connectivity check (?:is )?(?P<what>complete|failed)")
+ICE_PATH = re.compile(r"mnat 'ice' connected: raddr (?P<addr>[\d.]+):(?P<port>\d+)")
+
+
+def ice_facts(log: str) -> tuple[str | None, dict[str, Any] | None]:
+    """baresip's ice module: the audio checks' outcome (completed/failed) and the remote
+    address media went to once connected (None where the log says nothing)."""
+    text = ANSI.sub("", log)
+    check, path = ICE_CHECK.search(text), ICE_PATH.search(text)
+    state = None if check is None else ("completed" if check["what"] == "complete" else "failed")
+    remote = None if path is None else {"addr": path["addr"], "port": int(path["port"])}
+    return state, remote

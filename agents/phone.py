@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import pjsua2 as pj
 
+from agents.ice import TurnServer, parse_dump, sdp_candidates
 from agents.report import Report
 from agents.sdp import MediaMapping, parse_sdp, rewrite_sdp
 
@@ -56,6 +57,11 @@ class PhoneConfig:
     log_path: Path | None
     log_level: int
     password: str | None = None  # digest password at the PBX (any realm)
+    ice: bool = False  # pjnath ICE; srflx from ice_stun (RFC 5389 through pjnath)
+    ice_stun: str | None = None  # IP:PORT
+    turn: TurnServer | None = None  # ICE + a TURN relay candidate (UDP, long-term credentials)
+    relay_only: bool = False  # no host candidates (ICE must use srflx/relay)
+    keepalive: int = 0  # seconds between UDP keep-alives to the registrar (0: off)
 
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -188,6 +194,9 @@ class Phone:
         ua.maxCalls = 4
         ua.userAgent = "natlab-sipagent"
         ua.natTypeInSdp = 0  # no NAT-type detection traffic
+        if self.cfg.ice and self.cfg.ice_stun:
+            ua.stunServer.append(self.cfg.ice_stun)  # used by pjnath's ICE only (see _acc_config)
+            ua.stunIgnoreFailure = True
         med = cfg.medConfig
         med.noVad = True  # VAD would stop RTP during silence
         med.clockRate = CLOCK_RATE
@@ -230,9 +239,24 @@ class Phone:
         nat.viaRewriteUse = 0
         nat.sdpNatRewriteUse = 0
         nat.sipOutboundUse = 0
-        nat.udpKaIntervalSec = 0
-        nat.iceEnabled = False
+        nat.udpKaIntervalSec = c.keepalive
+        nat.iceEnabled = c.ice
         nat.turnEnabled = False
+        if c.ice:
+            # pjnath's ICE STUN/TURN (RFC 5389) is what coturn answers; the srflx candidate
+            # comes from the endpoint's stunServer. The call SDP's default c= is ICE's choice.
+            nat.iceNoRtcp = False
+            nat.mediaStunUse = pj.PJSUA_STUN_USE_DEFAULT  # ICE's STUN transport, not RFC 3489
+            nat.iceAlwaysUpdate = True
+            if c.relay_only:
+                nat.iceMaxHostCands = 0
+        if c.turn is not None:
+            nat.turnEnabled = True
+            nat.turnServer = c.turn.addr
+            nat.turnConnType = pj.PJ_TURN_TP_UDP
+            nat.turnUserName = c.turn.user
+            nat.turnPasswordType = 0  # PJ_STUN_PASSWD_PLAIN
+            nat.turnPassword = c.turn.password
         return acc
 
     # --- actions ---------------------------------------------------------------------------
@@ -310,6 +334,7 @@ class Phone:
         self.call = call
         self.incoming_at = self.clock.now()
         self.report.remote_sdp = parse_sdp(msg) or self.report.remote_sdp
+        self._note_candidates("remote", msg)
         self.answer(180)
 
     def on_state(self, call: AgentCall, ci: pj.CallInfo, ev: pj.SipEvent) -> None:
@@ -341,6 +366,7 @@ class Phone:
             sdp = parse_sdp(ev.src.rdata.wholeMsg)
             if sdp is not None:
                 self.report.remote_sdp = sdp
+                self._note_candidates("remote", ev.src.rdata.wholeMsg)
         final = tsx.state in FINAL_TSX_STATES and tsx.statusCode >= 200
         if tsx.method == "INVITE" and final and self.report.invite_code is None:
             self.report.invite_code = tsx.statusCode
@@ -357,6 +383,8 @@ class Phone:
             return local
         if remote:
             self.report.remote_sdp = parse_sdp(remote) or self.report.remote_sdp
+            self._note_candidates("remote", remote)
+        self._note_candidates("local", local)
         ours = parse_sdp(local)
         if self.mapping is not None and ours is not None:
             if ours["port"] == self.cfg.rtp_port:
@@ -390,3 +418,33 @@ class Phone:
             self.media_at = self.clock.now()
         si = call.getStreamInfo(idx)
         self.report.codec = f"{si.codecName}/{si.codecClockRate}"
+        self.sample_ice()
+
+    # --- ICE / TURN facts ------------------------------------------------------------------
+
+    def _note_candidates(self, side: str, sdp: str) -> None:
+        ice = self.report.ice
+        if ice is None:
+            return
+        known = ice[side]
+        # the re-INVITE after nomination lists only the chosen candidate: keep the first offer's
+        known += [c for c in sdp_candidates(sdp) if c not in known]
+        if side == "local" and self.report.turn is not None:
+            relay = [c for c in known if c["type"] == "relay"]
+            if relay and self.report.turn["relay_addr"] is None:
+                self.report.turn["relay_addr"] = f"{relay[0]['addr']}:{relay[0]['port']}"
+
+    def sample_ice(self) -> None:
+        """ICE state and selected pair from the call dump (pjsua2 has no structured getter)."""
+        ice = self.report.ice
+        if ice is None or self.call is None or self.media_idx is None:
+            return
+        try:
+            text = self.call.dump(True, "")
+        except pj.Error:
+            return
+        facts = parse_dump(text)
+        if facts["state"] is not None:
+            ice["role"], ice["state"] = facts["role"], facts["state"]
+        if facts["selected"] is not None:
+            ice["selected"] = facts["selected"]

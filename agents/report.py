@@ -29,8 +29,21 @@ class Report:
     media_seconds: float = 0.0
     recording: str | None = None
     error: str | None = None
+    # NAT remedies (None when the agent ran without them):
+    # ice: {enabled, role, state, local: [{type, addr, port}], remote: [...],
+    #       selected: {local: {type, addr, port}, remote: {type, addr, port}} | None}
+    ice: dict[str, Any] | None = None
+    turn: dict[str, Any] | None = None  # {server, relay_addr: "IP:PORT" | None}
+    keepalive_s: int = 0  # UDP keep-alive interval toward the registrar (0: off)
 
     def note_error(self, text: str) -> None:
         """Keep the first error: it explains the rest."""
         if self.error is None:
             self.error = text
+
+    def enable_ice(self, turn_server: str | None) -> None:
+        """Start the ice (and turn) sections empty; the agent fills them during the call."""
+        self.ice = {"enabled": True, "role": None, "state": None, "local": [], "remote": [],
+                    "selected": None}
+        if turn_server is not None:
+            self.turn = {"server": turn_server, "relay_addr": None}

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import pjsua2 as pj
 
+from agents.ice import add_nat_options, check_nat_args
 from agents.phone import Clock, MediaMapping, Phone, PhoneConfig, Report
 from agents.runmain import (
     add_phone_options,
@@ -56,11 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
                       tone_help="play a looped sine of HZ")
     p.add_argument("--log-level", type=int, default=4, choices=range(0, 7), metavar="0-6",
                    help="pjsip log level of <workdir>/<ext>-pjsip.log (4 logs SIP messages)")
+    add_nat_options(p)
     return p
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    return check_phone_args(build_parser().parse_args(argv))
+    args = check_nat_args(check_phone_args(build_parser().parse_args(argv)))
+    args.ice = args.ice or args.turn_server is not None  # pjsua2's TURN lives inside ICE
+    return args
 
 
 def stun_map(bind: str, port: int, server: str) -> tuple[str, int] | None:
@@ -104,6 +108,9 @@ class Agent:
             t0_wall=clock.t0_wall,
             tone_hz=args.tone_hz,
         )
+        if args.ice:
+            self.report.enable_ice(args.turn)
+        self.report.keepalive_s = args.keepalive
         self.phone = Phone(self._phone_config(), self.report, clock)
         self.stun_at = 0.0
 
@@ -123,6 +130,11 @@ class Agent:
             record_path=a.workdir / f"{a.ext}-heard.wav",
             log_path=a.workdir / f"{a.ext}-pjsip.log",
             log_level=a.log_level,
+            ice=a.ice,
+            ice_stun=a.stun if a.ice else None,
+            turn=a.turn_server,
+            relay_only=a.relay_only,
+            keepalive=a.keepalive,
         )
 
     def run(self) -> None:
@@ -149,7 +161,7 @@ class Agent:
 
     def _map_media(self) -> None:
         """With --stun: learn the public address of the RTP and RTCP ports for the SDP."""
-        if not self.args.stun:
+        if not self.args.stun or self.args.ice:  # with ICE, pjnath does STUN itself
             return
         self.stun_at = self.clock.now()
         a = self.args
@@ -189,10 +201,12 @@ class Agent:
         while not phone.disconnected:
             phone.pump(PUMP_MS)
             now = self.clock.now()
-            if phone.call is None and self.args.stun and now - self.stun_at >= STUN_REFRESH:
+            own_stun = self.args.stun and not self.args.ice
+            if phone.call is None and own_stun and now - self.stun_at >= STUN_REFRESH:
                 self._map_media()
             if now - last_sample >= STATS_EVERY:
                 phone.sample_stats()
+                phone.sample_ice()
                 last_sample = now
             if phone.incoming_at is not None and not answered and not phone.disconnected:
                 if self.args.answer and now >= phone.incoming_at + self.args.answer_delay:

@@ -23,6 +23,9 @@ MODULE_PATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 RING_STRATEGIES = ("parallel", "sequential")
 FLOOD_WINDOW_S = 2  # pike's sampling unit
 FLOOD_LIMIT = 100  # requests per source per window before pike blocks it (10 calls: ~40)
+# rtpengine_manage() flags: rtpengine's address in c=/o=, no ICE candidates past the anchor
+ANCHOR_FLAGS = "replace-origin replace-session-connection ICE=remove"
+_NG_SOCKET = re.compile(r"^udp:\d{1,3}(?:\.\d{1,3}){3}:\d{1,5}$")
 
 
 class TrunkMode(Enum):
@@ -76,8 +79,25 @@ class PbxOptions:
     passwords: dict[str, str] = field(default_factory=dict, repr=False, hash=False)
     peer_port: int | None = None  # the peer's trunk source port; None: forwarded_port(), 0: any
     flood_limit: int = FLOOD_LIMIT
+    # NAT remedies. media_anchor: rtpengine's ng socket "udp:IP:PORT" (None: media end to end).
+    # natping_interval: seconds between OPTIONS pings to NATed contacts (0: none). Either one
+    # also switches on nathelper's signalling fixes (force_rport, fix_nated_register, alias).
+    media_anchor: str | None = None
+    anchor_flags: str = ANCHOR_FLAGS
+    natping_interval: int = 0
+
+    @property
+    def nathelper(self) -> bool:
+        return self.media_anchor is not None or self.natping_interval > 0
 
     def __post_init__(self) -> None:
+        if self.media_anchor is not None and not _NG_SOCKET.match(self.media_anchor):
+            raise ValueError(f"{self.name}: media_anchor must be udp:IP:PORT, "
+                             f"got {self.media_anchor!r}")
+        if self.natping_interval < 0:
+            raise ValueError(f"{self.name}: natping_interval must be >= 0")
+        if '"' in self.anchor_flags:
+            raise ValueError(f"{self.name}: anchor_flags must not contain a double quote")
         for prefix in (self.local_prefix, self.peer_prefix):
             if not prefix.isdigit():
                 raise ValueError(f"{self.name}: extension prefix {prefix!r} is not digits")
@@ -186,6 +206,16 @@ def render_passwords(passwords: dict[str, str]) -> str:
     return "\n".join(lines + ["}", ""])
 
 
+def _nat_defines(o: PbxOptions) -> str:
+    """Preprocessor switches for the NAT remedy blocks of the template."""
+    lines = []
+    if o.nathelper:
+        lines.append("#!define WITH_NATHELPER")
+    if o.media_anchor is not None:
+        lines.append("#!define WITH_MEDIA_ANCHOR")
+    return "\n".join(lines) or "# NAT remedies: off (no nathelper, no media anchor)"
+
+
 def render_config(o: PbxOptions, passwords_path: Path | None = None) -> str:
     """The kamailio.cfg text for these options (passwords_path: the rendered password file)."""
     return _CfgTemplate(TEMPLATE.read_text()).substitute(
@@ -208,6 +238,10 @@ def render_config(o: PbxOptions, passwords_path: Path | None = None) -> str:
         lan_ip=o.lan_ip,
         ring_groups=_ring_group_dispatch(o),
         peer_action=_peer_action(o),
+        nat_defines=_nat_defines(o),
+        natping_interval=o.natping_interval,
+        media_anchor=o.media_anchor or "",
+        anchor_flags=o.anchor_flags,
     )
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import requires_tool
+from conftest import requires
 
 from agents import baresip_agent, sipagent
 from agents import baresip_conf as bc
@@ -65,7 +65,7 @@ def test_kamailio_rejects_a_bad_anchor(bad: str) -> None:
         replace(PBX, natping_interval=-1)
 
 
-@requires_tool("kamailio")
+@requires("kamailio")
 @pytest.mark.parametrize("change", [{}, {"media_anchor": ANCHOR}, {"natping_interval": 20},
                                     {"media_anchor": ANCHOR, "natping_interval": 20}])
 def test_kamailio_accepts_the_config(tmp_path: Path, change: dict[str, object]) -> None:

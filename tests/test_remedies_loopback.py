@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import requires_root, requires_tool
+from conftest import requires, requires_root
 
 from agents.tones import contains_tone
 from services.host import LocalHost
@@ -43,7 +43,7 @@ CALLER_HZ, CALLEE_HZ = 440.0, 1000.0
 PACKETS_PER_SECOND = 50  # PCMU, 20 ms ptime
 Reports = dict[str, dict[str, Any]]
 
-pytestmark = [requires_root, requires_tool("turnserver"), requires_tool("kamailio")]
+pytestmark = [requires_root, requires("turnserver"), requires("kamailio")]
 
 
 class NsHost:
@@ -255,7 +255,7 @@ def test_rtpengine_anchors_the_media(anchored_pbx: tuple[Kamailio, Path],
     assert f"Keep-alive timer started for acc 0, destination:{PBX}:5060" in heard
 
 
-@requires_tool("baresip")
+@requires("baresip")
 def test_baresip_ice_calls_pjsua2(lab: Path, tmp_path: Path) -> None:
     r = call(tmp_path, pjsua(tmp_path, "2002", CALLEE, "--ice", "--stun", STUN),
              agent("baresip_agent", tmp_path, "2001", CALLER, "--ice", "--stun", STUN,

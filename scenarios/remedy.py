@@ -23,9 +23,9 @@ class Remedy:
 
     def agent_args(self, stun_ip: str, turn_user: str, turn_pass: str) -> list[str]:
         """The phone agent's options for this remedy."""
-        if self.turn:
+        if self.turn:  # relay candidates only: the media goes through TURN whatever the NAT
             return ["--ice", "--turn", f"{stun_ip}:{STUN_PORT}", "--turn-user", turn_user,
-                    "--turn-pass", turn_pass]
+                    "--turn-pass", turn_pass, "--relay-only"]
         return ["--ice"] if self.ice else []
 
 
@@ -35,7 +35,7 @@ REMEDIES = {r.name: r for r in (
            summary="STUN on the phones + NAT-aware trunk (the paper's fix)"),
     Remedy("ice", stun=True, trunk="nat-aware", ice=True, summary="ICE with STUN"),
     Remedy("ice-turn", stun=True, trunk="nat-aware", ice=True, turn=True,
-           summary="ICE with a TURN relay"),
+           summary="ICE with relay candidates only (TURN)"),
     Remedy("anchor", stun=False, trunk="nat-aware", anchor=True,
            summary="media anchored by rtpengine (kamailio rtpengine + nathelper)"),
     Remedy("alg", stun=False, trunk="nat-aware", alg=True,

@@ -25,6 +25,7 @@ from services.coturn import Coturn, CoturnOptions, TurnAuth
 from services.credentials import make_credentials
 from services.daemon import Daemon
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
+from services.rtpengine import NG_PORT, Rtpengine, RtpengineOptions
 from topology.net import Network
 from topology.plan import Lan, Plan, phone_name
 from topology.router import PortForward
@@ -38,8 +39,17 @@ def pbx_options(plan: Plan, lan: Lan, trunk: str, sc: Scenario | None = None,
                       local_prefix=lan.prefix, peer_prefix=peer.prefix,
                       peer_public_ip=peer.wan_ip, trunk=TrunkMode(trunk), ring_groups=groups,
                       insecure=sc.insecure if sc is not None else False,
+                      media_anchor=_anchor(plan, lan, sc),
                       passwords={e: p for e, p in (creds or {}).items()
                                  if e.startswith(lan.prefix)})
+
+
+def _anchor(plan: Plan, lan: Lan, sc: Scenario | None) -> str | None:
+    """The caller's PBX anchors the media at rtpengine on the public server (one anchor per
+    call: the other PBX passes the rewritten SDP on)."""
+    if sc is None or sc.remedy is None or not sc.remedy.anchor or plan.lan_of(sc.caller) != lan:
+        return None
+    return f"udp:{plan.servers.stun}:{NG_PORT}"
 
 
 def credentials(plan: Plan, scenarios: list[Scenario]) -> dict[str, str]:
@@ -65,6 +75,9 @@ def _daemons(net: Network, plan: Plan, trunk: str, sc: Scenario | None,
     ips = (plan.servers.stun, plan.servers.stun2) if plan.servers.stun2 else (plan.servers.stun,)
     daemons: list[Daemon] = [Coturn(net.stun, outdir / "stun", CoturnOptions(
         listen_ips=ips, port=STUN_PORT, turn=TurnAuth() if remedy and remedy.turn else None))]
+    if remedy is not None and remedy.anchor:
+        daemons.append(Rtpengine(net.stun, outdir / "rtpengine",
+                                 RtpengineOptions(ip=plan.servers.stun)))
     for lan in plan.lans:
         daemons.append(Kamailio(net.host(lan.pbx_name), outdir / lan.pbx_name,
                                 pbx_options(plan, lan, trunk, sc, creds)))
@@ -86,16 +99,19 @@ def capture_points(plan: Plan, phones: set[str]) -> list[tuple[str, str, str]]:
 
 def start_services(stack: ExitStack, net: Network, plan: Plan, trunk: str,
                    sc: Scenario | None, outdir: Path, creds: dict[str, str]) -> list[Daemon]:
-    """STUN server and both PBXs: render, check, start, then wait until each answers."""
+    """The public servers (STUN/TURN, rtpengine), then both PBXs (which talk to them from the
+    start): render, check, start, then wait until each answers."""
     daemons = _daemons(net, plan, trunk, sc, outdir, creds)
-    for d in daemons:
-        d.workdir.mkdir(parents=True, exist_ok=True)
-        d.render()
-        d.check()
-        stack.callback(d.stop)
-        d.start()
-    for d in daemons:
-        d.wait_ready(READY_TIMEOUT_S)
+    servers = [d for d in daemons if not isinstance(d, Kamailio)]
+    for phase in (servers, [d for d in daemons if isinstance(d, Kamailio)]):
+        for d in phase:
+            d.workdir.mkdir(parents=True, exist_ok=True)
+            d.render()
+            d.check()
+            stack.callback(d.stop)
+            d.start()
+        for d in phase:
+            d.wait_ready(READY_TIMEOUT_S)
     return daemons
 
 

@@ -130,6 +130,9 @@ class RtpengineOptions:
     port_max: int = 30100
     name: str = "rtpengine"
     log_level: int = 6
+    # a phone behind NAT is reached where its packets come from, from the first packet on
+    endpoint_learning: str = "immediate"
+    delete_delay_s: int = 0  # final per-call statistics at once, not 30 s later
 
     def __post_init__(self) -> None:
         if not 1024 <= self.port_min < self.port_max <= 65535:
@@ -152,6 +155,8 @@ class Rtpengine(Daemon):
         return ["rtpengine", "-f", "-E", "-t", "-1", "-i", o.ip,
                 "-n", f"{o.ip}:{o.ng_port}", "--port-min", str(o.port_min),
                 "--port-max", str(o.port_max), "-L", str(o.log_level),
+                f"--endpoint-learning={o.endpoint_learning}",
+                f"--delete-delay={o.delete_delay_s}",
                 f"--pidfile={self.workdir / (self.name + '.pid')}", "--config-file=none"]
 
     def probe(self) -> bool:

@@ -15,6 +15,7 @@ from scenarios.model import Call, Scenario
 from services.coturn import TurnAuth
 from topology.plan import Plan
 
+REMEDY_AGENTS = ("pjsua2", "baresip")  # take --ice/--turn; Linphone has its NAT policy instead
 AGENT_MODULES = {"pjsua2": "agents.sipagent", "baresip": "agents.baresip_agent",
                  "linphone": "agents.linphone_agent"}
 
@@ -44,7 +45,7 @@ def phone_args(plan: Plan, sc: Scenario, ext: str, name: str, tone: int, workdir
         args += ["--stun", f"{plan.servers.stun}:{STUN_PORT}"]
     if sc.agent_of(ext) == "linphone" and sc.linphone_policy is not None:
         args += ["--nat-policy", sc.linphone_policy]
-    if sc.remedy is not None:
+    if sc.remedy is not None and sc.agent_of(ext) in REMEDY_AGENTS:
         turn = TurnAuth()
         args += sc.remedy.agent_args(plan.servers.stun, turn.user, turn.password)
     if password is not None:  # digest password at the PBX (protected PBX)

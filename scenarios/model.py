@@ -21,7 +21,8 @@ PHONE_AGENTS = ("baresip", "linphone")  # phones may run these instead of the pj
 LINPHONE_POLICIES = ("none", "stun", "stun-ice")  # linphonec's NAT policy (protocols=...)
 COMMON_KEYS = frozenset({"description", "kind", "stun", "trunk", "expect", "caller", "callee",
                          "duration_s", "calls", "pairs", "wan", "qos", "insecure", "nat",
-                         "remedy", "measure", "linphone_policy", *PHONE_AGENTS})
+                         "remedy", "measure", "linphone_policy", "sequence", "pause_s",
+                         "forward", "trunk_keepalive_s", *PHONE_AGENTS})
 MEASURES = ("mapping", "filtering", "hairpin")  # RFC 5780 discovery tests a scenario asks for
 
 
@@ -61,10 +62,17 @@ class Scenario:
     remedy: Remedy | None = None  # a named remedy (sets stun and trunk)
     measure: tuple[str, ...] = ()  # discovery tests before the calls ((): none)
     linphone_policy: str | None = None  # None: stun-ice with STUN, none without
+    sequence: tuple[tuple[str, str], ...] = ()  # one call per round, in this order
+    pause_s: float = 0.0  # idle time between rounds
+    no_forward: tuple[str, ...] = ()  # LANs whose router gets no trunk port forward
+    trunk_keepalive_s: int = 0  # the PBXs ping the peer's trunk (keeps NAT mappings alive)
     source: Path | None = None  # the TOML file it came from
 
     def call_list(self) -> list[Call]:
-        """Calls in order; call i uses pair i mod len(pairs), rounds of len(pairs) calls."""
+        """Calls in order; call i uses pair i mod len(pairs), rounds of len(pairs) calls
+        (with a sequence: one call per round, in its order)."""
+        if self.sequence:
+            return [Call(i + 1, i + 1, a, b) for i, (a, b) in enumerate(self.sequence)]
         pairs = self.pairs or ((self.caller, self.callee),)
         return [Call(i + 1, i // len(pairs) + 1, *pairs[i % len(pairs)])
                 for i in range(self.calls)]
@@ -120,9 +128,11 @@ def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
     duration = float(data.get("duration_s", plan.call.duration_s))
     if not 1.0 <= duration <= 60.0:
         raise ConfigError(f"{where}: duration_s must be within 1..60 s")
-    calls = data.get("calls", 1)
+    calls = data.get("calls", len(data.get("sequence", [])) or 1)
     if not isinstance(calls, int) or not 1 <= calls <= 20:
         raise ConfigError(f"{where}: calls must be an integer within 1..20")
+    if data.get("sequence") and calls != len(data["sequence"]):
+        raise ConfigError(f"{where}: a sequence sets the calls: leave calls out")
     pairs = tuple(_pair(where, p, plan) for p in data.get("pairs", []))
     phones = [e for pair in pairs for e in pair]
     if len(set(phones)) != len(phones):
@@ -140,7 +150,12 @@ def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
                   spec=spec, agents=_agents(where, data, plan),
                   insecure=_flag(where, data, "insecure"), nat=nat, remedy=remedy,
                   measure=_measure(where, data, nat),
-                  linphone_policy=_linphone_policy(where, data), source=path)
+                  linphone_policy=_linphone_policy(where, data),
+                  sequence=tuple(_pair(where, p, plan) for p in data.get("sequence", [])),
+                  pause_s=_number(where, data, "pause_s", 0.0, 60.0),
+                  no_forward=_no_forward(where, data, plan),
+                  trunk_keepalive_s=int(_number(where, data, "trunk_keepalive_s", 0, 60)),
+                  source=path)
     kind.validate(sc)
     return sc
 
@@ -181,6 +196,22 @@ def _linphone_policy(where: str, data: dict[str, Any]) -> str | None:
     if not data.get("linphone"):
         raise ConfigError(f"{where}: linphone_policy needs linphone phones")
     return _choice(where, "linphone_policy", data["linphone_policy"], LINPHONE_POLICIES)
+
+
+def _number(where: str, data: dict[str, Any], key: str, low: float, high: float) -> float:
+    value = data.get(key, low)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ConfigError(f"{where}: {key} must be a number within {low:g}..{high:g}")
+    return float(value)
+
+
+def _no_forward(where: str, data: dict[str, Any], plan: Plan) -> tuple[str, ...]:
+    raw = data.get("forward", {})
+    names = {lan.name for lan in plan.lans}
+    if not isinstance(raw, dict) or set(raw) - names or any(
+            not isinstance(v, bool) for v in raw.values()):
+        raise ConfigError(f"{where}: forward must be a table like {{ lan2 = false }}")
+    return tuple(sorted(lan for lan, on in raw.items() if not on))
 
 
 def _flag(where: str, data: dict[str, Any], key: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 
 from analysis.record import CallRecord, ScenarioRecord
@@ -40,6 +40,7 @@ def pbx_options(plan: Plan, lan: Lan, trunk: str, sc: Scenario | None = None,
                       peer_public_ip=peer.wan_ip, trunk=TrunkMode(trunk), ring_groups=groups,
                       insecure=sc.insecure if sc is not None else False,
                       media_anchor=_anchor(plan, lan, sc),
+                      trunk_keepalive_s=sc.trunk_keepalive_s if sc is not None else 0,
                       passwords={e: p for e, p in (creds or {}).items()
                                  if e.startswith(lan.prefix)})
 
@@ -61,11 +62,14 @@ def credentials(plan: Plan, scenarios: list[Scenario]) -> dict[str, str]:
     return make_credentials(sorted(exts), given=plan.passwords)
 
 
-def port_forwards(plan: Plan, trunk: str) -> dict[str, PortForward | None]:
+def port_forwards(plan: Plan, trunk: str,
+                  sc: Scenario | None = None) -> dict[str, PortForward | None]:
+    """The trunk's port forward on each router (a scenario may leave one out)."""
     out: dict[str, PortForward | None] = {}
     for lan in plan.lans:
         port = pbx_options(plan, lan, trunk).forwarded_port()
-        out[lan.name] = PortForward(port, lan.pbx) if port else None
+        keep = sc is None or lan.name not in sc.no_forward
+        out[lan.name] = PortForward(port, lan.pbx) if port and keep else None
     return out
 
 
@@ -130,19 +134,22 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
     try:
-        with Network(plan, port_forwards(plan, sc.trunk), nat=dict(sc.nat)) as net, \
+        with Network(plan, port_forwards(plan, sc.trunk, sc), nat=dict(sc.nat)) as net, \
                 ExitStack() as stack:
             start_services(stack, net, plan, sc.trunk, sc, outdir, creds)
             rec.wan = stack.enter_context(wan_profile(net, plan, sc, outdir))
+            stack.enter_context(natrun.watch(net, plan, sc, outdir,
+                                             kind.phones(sc, sc.call_list())))
             for rnd in range(1, sc.rounds + 1):
+                if rnd > 1 and sc.pause_s:
+                    time.sleep(sc.pause_s)  # the scenario's idle time between rounds
                 calls = [c for c in sc.call_list() if c.round == rnd]
                 rdir = outdir / _pcap_dir(sc, rnd)
                 rdir.mkdir(parents=True, exist_ok=True)
                 t0 = time.monotonic()
                 phones = kind.phones(sc, calls)
                 with ExitStack() as round_stack, progress.status(
-                        _round_line(sc, rnd, len(calls))), natrun.watch(
-                        net, plan, sc, outdir, phones) if rnd == 1 else nullcontext():
+                        _round_line(sc, rnd, len(calls))):
                     specs = [(net.host(node), intf, rdir / f"{key}.pcap")
                              for node, intf, key in capture_points(plan, phones)]
                     for cap in start_captures(specs):

@@ -85,6 +85,9 @@ class PbxOptions:
     media_anchor: str | None = None
     anchor_flags: str = ANCHOR_FLAGS
     natping_interval: int = 0
+    # OPTIONS to the peer's trunk from our trunk socket every N s (0: none): keeps our router's
+    # mapping for the trunk alive when it has no port forward (the mapping-lifetime lesson)
+    trunk_keepalive_s: int = 0
 
     @property
     def nathelper(self) -> bool:
@@ -94,6 +97,9 @@ class PbxOptions:
         if self.media_anchor is not None and not _NG_SOCKET.match(self.media_anchor):
             raise ValueError(f"{self.name}: media_anchor must be udp:IP:PORT, "
                              f"got {self.media_anchor!r}")
+        if self.trunk_keepalive_s < 0 or (self.trunk_keepalive_s
+                                           and self.trunk is not TrunkMode.NAT_AWARE):
+            raise ValueError(f"{self.name}: trunk_keepalive_s needs the nat-aware trunk, >= 0")
         if self.natping_interval < 0:
             raise ValueError(f"{self.name}: natping_interval must be >= 0")
         if '"' in self.anchor_flags:
@@ -213,6 +219,8 @@ def _nat_defines(o: PbxOptions) -> str:
         lines.append("#!define WITH_NATHELPER")
     if o.media_anchor is not None:
         lines.append("#!define WITH_MEDIA_ANCHOR")
+    if o.trunk_keepalive_s:
+        lines.append("#!define WITH_TRUNK_KEEPALIVE")
     return "\n".join(lines) or "# NAT remedies: off (no nathelper, no media anchor)"
 
 
@@ -242,6 +250,9 @@ def render_config(o: PbxOptions, passwords_path: Path | None = None) -> str:
         natping_interval=o.natping_interval,
         media_anchor=o.media_anchor or "",
         anchor_flags=o.anchor_flags,
+        trunk_keepalive_s=o.trunk_keepalive_s,
+        public_ip=o.public_ip,
+        peer_public_ip=o.peer_public_ip,
     )
 
 

@@ -95,7 +95,7 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
     from scenarios.runner import credentials, run_scenario  # needs Mininet: only when running
 
     progress = progress or Progress()
-    preflight()
+    preflight(tools_needed(scenarios))
     lock = RunLock()
     lock.acquire(results, _phones(plan))  # every process of the run names a path under it
     rundir = new_run_dir(results)
@@ -129,6 +129,25 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
     analysis = analyse(rundir)
     report(rundir, analysis)
     return Outcome(rundir, analysis.verdicts, interrupted, failure)
+
+
+AGENT_TOOLS = {"baresip": "baresip", "linphone": "linphonec"}
+
+
+def tools_needed(scenarios: list[Scenario]) -> dict[str, str]:
+    """Programs that only some scenarios use -> the first scenario that needs each."""
+    out: dict[str, str] = {}
+    for sc in scenarios:
+        wants = [AGENT_TOOLS[a] for _, a in sc.agents if a in AGENT_TOOLS]
+        if sc.remedy is not None and sc.remedy.anchor:
+            wants.append("rtpengine")
+        if sc.measure:
+            wants.append("turnutils_natdiscovery")
+        if any(o.needs_map for _, o in sc.nat):
+            wants.append("nft")
+        for tool in wants:
+            out.setdefault(tool, f"scenario {sc.name}")
+    return out
 
 
 def _subject(sc: Scenario) -> Subject:

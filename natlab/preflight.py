@@ -23,12 +23,17 @@ def _kernel_check(args: list[str], what: str) -> None:
         raise PreflightError(f"kernel lacks {what}: {' '.join(args)}: {first[0] if first else '?'}")
 
 
-def preflight() -> None:
+def preflight(needs: dict[str, str] | None = None) -> None:
+    """Root, the tools every run uses, and `needs` (tool -> the scenario that needs it)."""
     if os.geteuid() != 0:
         raise PreflightError("natlab needs root (network namespaces, bridges): run it with sudo")
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         raise PreflightError(f"missing tools: {', '.join(missing)} (run: sudo make setup)")
+    for tool, who in (needs or {}).items():
+        if shutil.which(tool) is None:
+            raise PreflightError(f"{who} needs {tool}, which is not installed "
+                                 "(run: sudo make setup)")
     if not os.path.exists("/proc/self/ns/net"):
         raise PreflightError("kernel lacks network namespaces")
     _kernel_check(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "lo", "-j", "MASQUERADE"],

@@ -2,15 +2,18 @@
 before anything starts, exit codes by error class."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, requires_root
 
 from natlab.errors import AnalysisError, InputError, NatlabError, RunFailure
+from natlab.preflight import TOOLS
 from scenarios.kinds import KINDS
 from scenarios.model import available_sets, select
 from topology.plan import ConfigError, Plan
@@ -76,3 +79,36 @@ def test_cli_banner_uses_the_plan(plan: Plan, tmp_path: Path) -> None:
     assert f"--bind {plan.lan_of(callee).phones[callee]}" in text
     assert f"stun ping -c1 {plan.lan_of(callee).wan_ip}" in text
     assert "--password secret-pw-1" in text
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ('nat = { lan1 = "sideways-cone" }\nremedy = "stun"', "nat.lan1"),
+    ('remedy = "magic"', "remedy must be one of"),
+    ('remedy = "stun"\nstun = true', "give one or the other"),
+    ('nat = { lan3 = "symmetric" }\nremedy = "stun"', "unknown LAN"),
+])
+def test_bad_nat_scenario_is_one_line_exit_2(tmp_path: Path, body: str, message: str) -> None:
+    bad = tmp_path / "901_bad.toml"
+    bad.write_text(body + "\n")
+    res = natlab("run", "--scenario", str(bad), "--results", str(tmp_path / "results"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert message in res.stderr, res.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@requires_root
+def test_remedy_needing_a_missing_daemon_is_refused(tmp_path: Path) -> None:
+    """rtpengine hidden from PATH: the anchor cell is refused before anything starts."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in {*TOOLS, "turnutils_natdiscovery", "nft", "turnserver"}:
+        found = shutil.which(name)
+        if found:
+            (bin_dir / name).symlink_to(found)
+    env = {**os.environ, "PATH": str(bin_dir)}
+    res = subprocess.run([sys.executable, "-m", "natlab", "run", "--scenario",
+                          "334_portrestricted_anchor", "--results", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "334_portrestricted_anchor needs rtpengine" in res.stderr
+    assert not (tmp_path / "r").exists()

@@ -34,7 +34,8 @@ REMEDIES = {r.name: r for r in (
     Remedy("stun", stun=True, trunk="nat-aware",
            summary="STUN on the phones + NAT-aware trunk (the paper's fix)"),
     Remedy("ice", stun=True, trunk="nat-aware", ice=True, summary="ICE with STUN"),
-    Remedy("ice-turn", stun=True, trunk="nat-aware", ice=True, turn=True,
+    # no STUN: pjnath will not pair a server-reflexive candidate without its host candidate
+    Remedy("ice-turn", stun=False, trunk="nat-aware", ice=True, turn=True,
            summary="ICE with relay candidates only (TURN)"),
     Remedy("anchor", stun=False, trunk="nat-aware", anchor=True,
            summary="media anchored by rtpengine (kamailio rtpengine + nathelper)"),

@@ -79,6 +79,10 @@ def write_qos(rundir: Path, scenarios: list[QosScenario]) -> list[str]:
                   ("call", "sender", "receiver", "series")]]
         writer.writerow(head)
         for qs in scenarios:
+            if not qs.rows:  # no RTP reached either phone: nothing to measure
+                md += [f"### {qs.name}: {qs.description}", "",
+                       "No QoS rows: no RTP stream reached either phone (see its verdict).", ""]
+                continue
             rows = [r.row() for r in qs.rows]
             avgs = _averages(qs.rows)
             avg = avgs[0]

@@ -54,6 +54,9 @@ def router_lines(nat: dict[str, Any]) -> list[str]:
         line = (f"{entry['router']}: configured {c['behaviour']} ({c['rfc4787']}"
                 + (", hairpin" if c["hairpin"] else "") + (", SIP ALG" if c["sip_alg"] else "")
                 + f"), measured {measured_name(entry)}")
+        hp = (entry.get("measured") or {}).get("hairpin")
+        if hp is not None:
+            line += f", hairpin measured {'yes' if hp else 'no'}"
         if entry.get("mismatches"):
             line += " — MISMATCH: " + "; ".join(entry["mismatches"])
         drops = entry.get("drops") or {}
@@ -92,6 +95,14 @@ def first_media_s(plan: Plan, caps: Captures, caller: str, callee: str) -> float
     return round(max(firsts) - invite.pkt.time, 3)
 
 
+def used_port(plan: Plan, caps: Captures, ext: str, peer_public: str) -> int | None:
+    """The public port a phone's router gave its RTP toward the peer (WAN capture)."""
+    lan = plan.lan_of(ext)
+    toward = [p for p in caps.packets(f"{lan.router_name}-wan") if p.kind == "rtp"
+              and p.src == lan.wan_ip and p.dst == peer_public]
+    return toward[0].sport if toward else None
+
+
 def stun_vs_router(plan: Plan, caps: Captures, nat: dict[str, Any], ext: str,
                    peer_public: str) -> str | None:
     """The mapping the STUN answer gave the phone's RTP port against the public port its
@@ -123,19 +134,50 @@ def stun_vs_router(plan: Plan, caps: Captures, nat: dict[str, Any], ext: str,
             f"({where(wan, toward[0])}): {same}{ct_text}.")
 
 
-def unforwarded(plan: Plan, caps: Captures, ext: str) -> str | None:
-    """RTP that reached a router's public side for a phone but never entered its LAN."""
+def inbound(plan: Plan, caps: Captures, ext: str, used: dict[str, int]) -> str | None:
+    """The RTP that reached a router's public address for a phone, per destination port, and
+    how much of it entered the LAN. A later port that is the one the router used toward the
+    peer means the peer latched onto the source of the phone's RTP (symmetric RTP)."""
     lan = plan.lan_of(ext)
     wan, lan_cap = f"{lan.router_name}-wan", f"{lan.router_name}-lan"
-    inbound = [p for p in caps.packets(wan) if p.kind == "rtp" and p.dst == lan.wan_ip]
-    inside = [p for p in caps.packets(lan_cap) if p.kind == "rtp" and p.dst == lan.phones[ext]]
-    if not inbound or len(inside) >= len(inbound):
+    arrived = [p for p in caps.packets(wan) if p.kind == "rtp" and p.dst == lan.wan_ip]
+    if not arrived:
         return None
-    first = inbound[0]
-    return (f"{len(inbound)} RTP packets reached {lan.router_name}'s public address for {ext} "
-            f"(first {where(wan, first)}, from {first.src}:{first.sport} to port {first.dport}); "
-            f"{lan.router_name} let {len(inside)} into LAN{lan.index}: the rest matched no "
-            "mapping its filtering accepts.")
+    by_port: dict[int, list[Udp]] = {}
+    for p in arrived:
+        by_port.setdefault(p.dport, []).append(p)
+    inside = [p for p in caps.packets(lan_cap) if p.kind == "rtp" and p.dst == lan.phones[ext]]
+    if len(by_port) == 1 and len(inside) >= 0.9 * len(arrived):
+        return None  # one port, delivered: nothing to explain
+    parts = [f"port {port}: {len(pkts)} (first {where(wan, pkts[0])})"
+             for port, pkts in by_port.items()]
+    line = (f"RTP for {ext} reached {lan.router_name}'s public address on "
+            + "; ".join(parts) + f"; {lan.router_name} let {len(inside)} into LAN{lan.index}")
+    last = list(by_port)[-1]
+    if len(by_port) > 1 and used.get(ext) == last and len(inside):
+        line += (f". The peer switched to port {last}, the mapping {lan.router_name} gave "
+                 f"{ext}'s own RTP toward it: it latched onto the source of the RTP it received "
+                 "(symmetric RTP), which rescues the call whatever STUN said")
+    elif len(inside) < 0.9 * len(arrived):
+        line += ": the rest matched no mapping its filtering accepts"
+    return line + "."
+
+
+def hairpin(plan: Plan, caps: Captures, caller: str, callee: str) -> str | None:
+    """A call inside one LAN through the router's public address: did the router turn it?"""
+    lan = plan.lan_of(caller)
+    if plan.lan_of(callee) is not lan:
+        return None
+    cap = f"{lan.router_name}-lan"
+    toward = [p for p in caps.packets(cap) if p.kind == "rtp" and p.dst == lan.wan_ip]
+    back = [p for p in caps.packets(cap) if p.kind == "rtp" and p.src == lan.wan_ip]
+    if not toward:
+        return None
+    return (f"{len(toward)} RTP packets went from the phones to {lan.router_name}'s own public "
+            f"address {lan.wan_ip} (first {where(cap, toward[0])}); {len(back)} came back into "
+            f"LAN{lan.index} from it" + (f" (first {where(cap, back[0])}): "
+                                         f"{lan.router_name} hairpins" if back else
+                                         f": {lan.router_name} does not hairpin") + ".")
 
 
 def alg_rewrites(plan: Plan, caps: Captures, call_id: str) -> list[str]:
@@ -209,12 +251,17 @@ def judge_nat(plan: Plan, caps: Captures, nat: dict[str, Any], caller: str, call
     mismatch = any(e.get("mismatches") for e in nat["routers"].values())
     lines = router_lines(nat)
     c_lan, e_lan = plan.lan_of(caller), plan.lan_of(callee)
-    for ext, peer in ((caller, e_lan.wan_ip), (callee, c_lan.wan_ip)):
-        if c_lan is e_lan:
-            break  # a same-LAN call: no peer router
-        for line in (stun_vs_router(plan, caps, nat, ext, peer), unforwarded(plan, caps, ext)):
+    pairs = [] if c_lan is e_lan else [(caller, e_lan.wan_ip), (callee, c_lan.wan_ip)]
+    used = {ext: port for ext, peer in pairs
+            if (port := used_port(plan, caps, ext, peer)) is not None}
+    for ext, peer in pairs:
+        for line in (stun_vs_router(plan, caps, nat, ext, peer),
+                     inbound(plan, caps, ext, {ext: used[ext]} if ext in used else {})):
             if line:
                 lines.append(line)
+    turned = hairpin(plan, caps, caller, callee)
+    if turned:
+        lines.append(turned)
     if any(e["configured"]["sip_alg"] for e in nat["routers"].values()):
         invite = caps.first_invite(phone_name(caller), c_lan.phones[caller])
         if invite is not None:

@@ -38,11 +38,10 @@ from agents.runmain import (
     check_phone_args,
     wait_registered,
 )
+from agents.scripted import POLL, ScriptedPhone
 from agents.tones import write_tone
 
-POLL = 0.05  # seconds per event-loop round
 ANSWER_DELAY = 0.2  # between 180 Ringing and accept, as the pjsua2 agent does
-SETTLE_SECONDS = 1.0  # wait for the BYE's final response after the call closed
 START_TIMEOUT = 5.0  # until ctrl_tcp accepts
 STATES = {"CALL_INCOMING": ("INCOMING", None), "CALL_RINGING": ("EARLY", 180),
           "CALL_PROGRESS": ("EARLY", 183), "CALL_ESTABLISHED": ("CONFIRMED", 200),
@@ -88,33 +87,25 @@ class Report(BaseReport):
     video: dict[str, Any] | None = None
 
 
-class Agent:
+class Agent(ScriptedPhone):
     """register → call or answer → hang up, from ctrl_tcp events, within deadlines."""
 
+    report: Report
+
     def __init__(self, args: argparse.Namespace, stop: threading.Event) -> None:
-        self.args, self.stop = args, stop
-        self.t0 = time.monotonic()
-        self.report = Report(ext=args.ext, role="caller" if args.call else "callee",
-                             bind=args.bind, stun=args.stun, t0_wall=time.time(),
-                             tone_hz=args.tone_hz)  # fmt: skip
+        super().__init__(args, stop, Report(
+            ext=args.ext, role="caller" if args.call else "callee", bind=args.bind,
+            stun=args.stun, t0_wall=time.time(), tone_hz=args.tone_hz))
         if args.ice:
             self.report.enable_ice(args.turn)
         elif args.turn:
             self.report.turn = {"server": args.turn, "relay_addr": None}
         self.bs: bc.Baresip | None = None
-        self.call_id: str | None = None
-        self.incoming_at: float | None = None
-        self.confirmed_at: float | None = None
-        self.closed_at: float | None = None
-        self.hung_up = False
         w = args.workdir
         # sndfile truncates long dump paths (both dumps then share one name): dump into a
         # short temporary folder, keep the files in <workdir>/<ext>-sndfile afterwards
         self.conf_dir, self.snd_keep = w / f"{args.ext}-baresip", w / f"{args.ext}-sndfile"
         self.snd_dir = Path(tempfile.mkdtemp(prefix=f"nlsf{args.ext}-"))
-
-    def now(self) -> float:
-        return time.monotonic() - self.t0
 
     def run(self) -> None:
         a = self.args
@@ -135,7 +126,11 @@ class Agent:
                 return
             if a.ready_file is not None:
                 a.ready_file.touch()
-            self._converse()
+            self.converse()
+            if not self.report.confirmed and self.report.error is None:
+                self.report.error = ("no call arrived within max-wait"
+                                     if not a.call and self.call_ref is None
+                                     else "call not confirmed within max-wait")
         finally:
             self.bs.stop()
             try:
@@ -156,56 +151,22 @@ class Agent:
         return wait_registered(self.report, self._pump, self.now, self.args.max_wait, self.stop,
                                gone=lambda: self.closed_at is not None)
 
-    def _converse(self) -> None:
+    def _dial(self, target: str) -> None:
         assert self.bs is not None
-        a, r = self.args, self.report
-        deadline = self.now() + a.max_wait
-        if a.call:
-            target = a.call if a.call.startswith("sip:") else f"sip:{a.call}@{a.pbx}"
-            self.bs.send("dial", target)
-            r.states.append({"t": round(self.now(), 3), "state": "CALLING", "code": None})
-        answered = False
-        while self.closed_at is None:
-            self._pump()
-            now = self.now()
-            ringing = self.incoming_at is not None and not answered and a.answer
-            if ringing and now >= (self.incoming_at or 0.0) + a.answer_delay:
-                self.bs.send("accept")
-                answered = True
-            limit = deadline
-            if a.call and self.confirmed_at is not None:
-                limit = min(deadline, self.confirmed_at + a.duration)
-            if (now >= limit or self.stop.is_set()) and not self.hung_up:
-                if self.call_id is None and not a.call:
-                    break  # nobody called
-                self._hangup()
-                deadline = now + SETTLE_SECONDS  # wait this long for CALL_CLOSED
-            elif self.hung_up and now >= deadline:
-                break
-        self._settle()
-        if not r.confirmed and r.error is None:
-            r.error = ("no call arrived within max-wait" if not a.call and self.call_id is None
-                       else "call not confirmed within max-wait")  # fmt: skip
+        self.bs.send("dial", target)
 
-    def _hangup(self) -> None:
+    def _answer(self) -> None:
+        assert self.bs is not None
+        self.bs.send("accept")
+
+    def _terminate(self) -> None:
         assert self.bs is not None
         self.bs.send("hangup")
-        self.hung_up = True
-        self._media_ended()
 
-    def _settle(self) -> None:
-        """After a confirmed call, until the BYE has its final response, at most SETTLE_SECONDS."""
+    def _bye_answered(self) -> bool:
         assert self.bs is not None
-        end = self.now() + SETTLE_SECONDS
         local = f"{self.args.bind}:{self.args.sip_port}"
-        while self.report.confirmed and self.now() < end:
-            if bc.sip_facts(bc.parse_trace(self.bs.log_text(), local)).bye["status"] is not None:
-                break
-            self._pump()
-
-    def _media_ended(self) -> None:
-        if self.confirmed_at is not None and self.report.media_seconds == 0.0:
-            self.report.media_seconds = round(self.now() - self.confirmed_at, 3)
+        return bc.sip_facts(bc.parse_trace(self.bs.log_text(), local)).bye["status"] is not None
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         kind, param, r = str(ev.get("type")), str(ev.get("param") or ""), self.report
@@ -217,21 +178,14 @@ class Agent:
             return
         if kind not in STATES or ev.get("class") != "call":
             return
-        if self.call_id is None:
-            self.call_id = ev.get("id")
-        elif ev.get("id") != self.call_id:
+        if self.call_ref is None:
+            self.call_ref = ev.get("id")
+        elif ev.get("id") != self.call_ref:
             return  # a second call: baresip (call_max_calls 1) refuses it by itself
         state, natural = STATES[kind]
-        now = self.now()
-        r.states.append({"t": round(now, 3), "state": state, "code": code or natural,
-                         "event": kind})  # fmt: skip
-        if kind == "CALL_INCOMING":
-            self.incoming_at = now
-        elif kind == "CALL_ESTABLISHED":
-            r.confirmed, self.confirmed_at = True, now
-        elif kind == "CALL_CLOSED":
-            self.closed_at = now
-            self._media_ended()
+        self.note_state(state, code or natural, kind, incoming=kind == "CALL_INCOMING",
+                        confirmed=kind == "CALL_ESTABLISHED", closed=kind == "CALL_CLOSED")
+        if kind == "CALL_CLOSED":
             if not r.confirmed and code is not None and code >= 300:
                 r.invite_code = code
             elif not r.confirmed and param and not self.hung_up:

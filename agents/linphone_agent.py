@@ -42,11 +42,10 @@ from agents.runmain import (
     ipv4,
     positive,
 )
+from agents.scripted import POLL, ScriptedPhone
 from agents.tones import write_tone
 
-POLL = 0.05  # seconds per event-loop round
 ANSWER_DELAY = 0.2  # between 180 Ringing and answer, as the other agents do
-SETTLE_SECONDS = 1.0  # wait for the BYE's final response after the call ended
 START_TIMEOUT = 10.0  # until linphonec listens and has taken the set-up commands
 QUIT_TIMEOUT = 3.0  # for linphonec to exit after `quit` (un-REGISTER), then after SIGTERM
 # linphone call state -> (common state, natural SIP code)
@@ -184,32 +183,24 @@ class Linphonec:
         return lines[-1] if lines else "(no output)"
 
 
-class Agent:
+class Agent(ScriptedPhone):
     """register → call or answer → hang up, from linphonec's log, within deadlines."""
 
+    report: Report
+
     def __init__(self, args: argparse.Namespace, stop: threading.Event) -> None:
-        self.args, self.stop = args, stop
-        self.t0 = time.monotonic()
-        self.report = Report(ext=args.ext, role="caller" if args.call else "callee",
-                             bind=args.bind, stun=args.stun, t0_wall=time.time(),
-                             tone_hz=args.tone_hz,
-                             linphone={"version": None, "nat_policy": args.nat_policy.value,
-                                       "ice": False, "stun_error": None})  # fmt: skip
+        super().__init__(args, stop, Report(
+            ext=args.ext, role="caller" if args.call else "callee", bind=args.bind,
+            stun=args.stun, t0_wall=time.time(), tone_hz=args.tone_hz,
+            linphone={"version": None, "nat_policy": args.nat_policy.value, "ice": False,
+                      "stun_error": None}))
         self.lp: Linphonec | None = None
-        self.call_ref: str | None = None
         self.listening = self.set_up = False
         self.reg_state: str | None = None
         self.reg_code: int | None = None
-        self.incoming_at: float | None = None
-        self.confirmed_at: float | None = None
-        self.closed_at: float | None = None
-        self.hung_up = False
         w = args.workdir
         self.base, self.heard = w / f"{args.ext}-linphone", w / f"{args.ext}-heard.wav"
         self.log_path = w / f"{args.ext}-linphone.log"
-
-    def now(self) -> float:
-        return time.monotonic() - self.t0
 
     def run(self) -> None:
         a = self.args
@@ -234,7 +225,7 @@ class Agent:
                     return
             if a.ready_file is not None:
                 a.ready_file.touch()
-            self._converse()
+            self.converse()
         finally:
             self.lp.stop()
             self._collect()
@@ -281,52 +272,24 @@ class Agent:
             return False
         return True
 
-    def _converse(self) -> None:
+    def _dial(self, target: str) -> None:
         assert self.lp is not None
-        a, r = self.args, self.report
-        deadline = self.now() + a.max_wait
-        if a.call:
-            target = a.call if a.call.startswith("sip:") else f"sip:{a.call}@{a.pbx}"
-            self.lp.send(f"call {target}")
-            r.states.append({"t": round(self.now(), 3), "state": "CALLING", "code": None})
-        answered = False
-        while self.closed_at is None:
-            self._pump()
-            now = self.now()
-            ringing = self.incoming_at is not None and not answered and a.answer
-            if ringing and now >= (self.incoming_at or 0.0) + a.answer_delay:
-                self.lp.send("answer")
-                answered = True
-            limit = deadline
-            if a.call and self.confirmed_at is not None:
-                limit = min(deadline, self.confirmed_at + a.duration)
-            if (now >= limit or self.stop.is_set()) and not self.hung_up:
-                if self.call_ref is None and not a.call:
-                    break  # nobody called
-                self._hangup()
-                deadline = now + SETTLE_SECONDS  # wait this long for the End state
-            elif self.hung_up and now >= deadline:
-                break
-        self._settle()
+        self.lp.send(f"call {target}")
 
-    def _hangup(self) -> None:
+    def _answer(self) -> None:
+        assert self.lp is not None
+        self.lp.send("answer")
+
+    def _terminate(self) -> None:
         assert self.lp is not None
         self.lp.send("terminate")
-        self.hung_up = True
-        self._media_ended()
 
-    def _settle(self) -> None:
-        """After a confirmed call, until the BYE has its final response, at most SETTLE_SECONDS."""
+    def _alive(self) -> bool:
+        return self.lp is not None and self.lp.proc.poll() is None
+
+    def _bye_answered(self) -> bool:
         assert self.lp is not None
-        end = self.now() + SETTLE_SECONDS
-        while self.report.confirmed and self.now() < end and self.lp.proc.poll() is None:
-            if bc.sip_facts(lc.parse_trace(self.lp.log.text())).bye["status"] is not None:
-                break
-            self._pump()
-
-    def _media_ended(self) -> None:
-        if self.confirmed_at is not None and self.report.media_seconds == 0.0:
-            self.report.media_seconds = round(self.now() - self.confirmed_at, 3)
+        return bc.sip_facts(lc.parse_trace(self.lp.log.text())).bye["status"] is not None
 
     def _on_event(self, ev: lc.Event) -> None:
         r = self.report
@@ -348,16 +311,8 @@ class Agent:
         if ref != self.call_ref or state not in STATES:
             return  # a second call, or a state the report does not name
         common, code = STATES[state]
-        now = self.now()
-        self.report.states.append({"t": round(now, 3), "state": common, "code": code,
-                                   "event": state})  # fmt: skip
-        if state == "IncomingReceived":
-            self.incoming_at = now
-        elif state == "Connected":
-            self.report.confirmed, self.confirmed_at = True, now
-        elif state in ("End", "Error"):
-            self.closed_at = now
-            self._media_ended()
+        self.note_state(common, code, state, incoming=state == "IncomingReceived",
+                        confirmed=state == "Connected", closed=state in ("End", "Error"))
 
     def _collect(self) -> None:
         """Fill the report from the finished log and the recording."""

@@ -9,7 +9,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.packets import SipMessage, Udp, read_udp, sip_messages
+from analysis.packets import SipMessage, Udp, read_udp, sip_messages, unwrap_turn
 from topology.plan import Plan
 
 
@@ -26,7 +26,7 @@ class Captures:
     """The captures of one round (routers, PBXs, phones), each read and parsed once."""
 
     def __init__(self, pcaps: dict[str, Path]):
-        self.udp: dict[str, list[Udp]] = {k: read_udp(p) for k, p in pcaps.items()}
+        self.udp: dict[str, list[Udp]] = {k: unwrap_turn(read_udp(p)) for k, p in pcaps.items()}
         self.sip: dict[str, list[SipMessage]] = {k: sip_messages(v) for k, v in self.udp.items()}
 
     def packets(self, name: str) -> list[Udp]:

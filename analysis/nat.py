@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,13 @@ def router_lines(nat: dict[str, Any]) -> list[str]:
 
 def media_path(plan: Plan, caps: Captures, caller: str) -> str:
     """Where the caller's RTP went on its router's WAN side."""
-    wan = f"{plan.lan_of(caller).router_name}-wan"
-    dsts = [(p.dst, p.dport) for p in caps.packets(wan) if p.kind == "rtp"]
+    lan = plan.lan_of(caller)
+    wan = f"{lan.router_name}-wan"
+    dsts = Counter((p.dst, p.dport) for p in caps.packets(wan)
+                   if p.kind == "rtp" and p.src == lan.wan_ip)
     if not dsts:
         return "none"
-    dst, port = max(set(dsts), key=dsts.count)
+    (dst, port), _ = dsts.most_common(1)[0]
     if dst == plan.servers.stun:
         return "anchored" if port in ANCHOR_PORTS else "relayed"
     return "direct" if any(dst == lan.wan_ip for lan in plan.lans) else "nowhere"

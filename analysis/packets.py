@@ -80,3 +80,22 @@ def parse_sip(pkt: Udp) -> SipMessage:
 
 def sip_messages(packets: list[Udp]) -> list[SipMessage]:
     return [parse_sip(p) for p in packets if p.kind == "sip"]
+
+
+def unwrap_turn(packets: list[Udp]) -> list[Udp]:
+    """RTP relayed by TURN travels in ChannelData (RFC 8656 §12: a 4-byte header, channel
+    0x4000-0x7FFF and length, then the peer's datagram). Such a packet is given its inner RTP
+    as payload, keeping its frame, time and outer addresses, so a relayed call's RTP counts on
+    the phone's own capture. Wireshark shows these as "ChannelData TURN Message"."""
+    from analysis.rtp import rtp_header  # rtp imports this module's records
+
+    out = []
+    for p in packets:
+        data = p.payload
+        if (len(data) >= 16 and 0x40 <= data[0] <= 0x7F
+                and int.from_bytes(data[2:4], "big") <= len(data) - 4):
+            inner = data[4:4 + int.from_bytes(data[2:4], "big")]
+            if rtp_header(inner) is not None:
+                p = p._replace(payload=inner)
+        out.append(p)
+    return out

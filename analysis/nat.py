@@ -233,6 +233,24 @@ def rtp_packets(caps: Captures, name: str) -> list[Udp]:
     return [p for p in caps.packets(name) if p.kind == "rtp"]
 
 
+def relay_lines(plan: Plan, caps: Captures, phones: list[str]) -> list[str]:
+    """Where each phone was told to send its media: an SDP naming the public server means
+    rtpengine rewrote it (the media is anchored there)."""
+    out = []
+    for ext in phones:
+        ip, cap = plan.lan_of(ext).phones[ext], phone_name(ext)
+        got = [m for m in caps.sip.get(cap, []) if m.pkt.dst == ip and m.sdp is not None
+               and m.sdp.addr == plan.servers.stun]
+        if got:
+            sdp = got[0].sdp
+            assert sdp is not None
+            out.append(f"The SDP {ext} received ({where(cap, got[0])}) names {sdp.addr}:"
+                       f"{sdp.audio_port}: rtpengine on the public server rewrote it, so {ext} "
+                       "sends its RTP there and rtpengine forwards it to wherever the other "
+                       "phone's packets come from.")
+    return out
+
+
 def ice_lines(reports: dict[str, dict[str, Any]]) -> list[str]:
     """The ICE outcome each phone reported (the selected candidate pair)."""
     out = []
@@ -273,7 +291,7 @@ def judge_nat(plan: Plan, caps: Captures, nat: dict[str, Any], caller: str, call
         if params:
             lines.append("SIP helper parameters (host-wide): "
                          + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ".")
-    lines += ice_lines(reports)
+    lines += relay_lines(plan, caps, [caller, callee]) + ice_lines(reports)
     to_callee, to_caller = checks.get("rtp_to_callee", False), checks.get("rtp_to_caller", False)
     state = ("invalid" if mismatch else "works" if all(checks.values())
              else "one-way" if to_callee != to_caller else "fails")

@@ -210,6 +210,25 @@ def test_symmetric_nat_stun_mapping_against_the_port_used(stored: dict[str, Any]
     assert ct and str(ct[0]["reply"]["dport"]) == m[3]
 
 
+@requires("tshark")
+def test_alg_rewrites_the_header_not_the_forwarded_sdp(stored: dict[str, Any]) -> None:
+    """335: the routers' SIP ALG is on, yet the INVITE PBX2 forwards leaves r2 with 1002's
+    private address in its SDP: the header's source is rewritten, the payload is not."""
+    s = stored["by_name"]["335_portrestricted_alg"]
+    m = re.search(r"INVITE sip:2005@203\.0\.113\.2:5080 leaving r2 \(r2-lan\.pcap frame (\d+) "
+                  r"-> r2-wan\.pcap frame (\d+)\): payload unchanged\. Still private: (.+?)\. ",
+                  s["explanation"])
+    assert m and "c= 172.16.10.12" in m[3], s["explanation"]
+    folder = stored["dir"] / s["name"]
+    inside = tshark_frame(folder / "r2-lan.pcap", int(m[1]), "ip.src",
+                          "sdp.connection_info.address")
+    outside = tshark_frame(folder / "r2-wan.pcap", int(m[2]), "ip.src",
+                           "sdp.connection_info.address")
+    assert inside == ["172.16.10.10", "172.16.10.12"] and outside[0] == "198.51.100.2"
+    assert outside[1] == "172.16.10.12"
+    assert "SIP helper parameters (host-wide)" in s["explanation"]
+
+
 def test_nat_types_configured_and_measured_in_the_report(stored: dict[str, Any]) -> None:
     md = (stored["dir"] / "report.md").read_text()
     assert "| 341_symmetric_stun | symmetric | APDM/APDF (symmetric) |" in md

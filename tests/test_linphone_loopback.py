@@ -27,14 +27,17 @@ from agents import linphone_conf as lc
 from agents.linphone_agent import main
 from agents.tones import contains_tone
 from services.coturn import Coturn, CoturnOptions
+from services.credentials import make_credentials
 from services.kamailio import Kamailio, PbxOptions, TrunkMode
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "linphone"
 NS_LP, NS_PJ = "lpta", "lptb"  # linphone's namespace; pjsua2's and the PBX's
 LP_IP, PJ_IP, PBX_IP = "10.231.0.11", "10.231.0.12", "10.231.0.1"
+PASSWORDS = make_credentials([f"20{n:02d}" for n in range(1, 10)], seed="linphone-loopback")
 PBX = PbxOptions(name="pbxlp", lan_ip=PBX_IP, public_ip="192.0.2.250", local_prefix="2",
-                 peer_prefix="1", peer_public_ip="192.0.2.251", trunk=TrunkMode.NONE)
+                 peer_prefix="1", peer_public_ip="192.0.2.251", trunk=TrunkMode.NONE,
+                 passwords=PASSWORDS)  # protected, as natlab's PBXs are
 DURATION = 3.0
 CALLER_HZ, CALLEE_HZ = 440.0, 1000.0
 PACKETS_PER_SECOND = 50  # PCMU, 20 ms
@@ -102,13 +105,15 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
 def linphone(work: Path, ext: str, *extra: str) -> list[str]:
     return ["ip", "netns", "exec", NS_LP, sys.executable, "-m", "agents.linphone_agent",
             "--ext", ext, "--bind", LP_IP, "--pbx", f"{PBX_IP}:5060", "--workdir", str(work),
-            "--report", str(work / f"{ext}.json"), *extra]  # fmt: skip
+            "--report", str(work / f"{ext}.json"), "--password", PASSWORDS[ext],
+            *extra]  # fmt: skip
 
 
 def pjsua(work: Path, ext: str, *extra: str) -> list[str]:
     return ["ip", "netns", "exec", NS_PJ, sys.executable, "-m", "agents.sipagent",
             "--ext", ext, "--bind", PJ_IP, "--pbx", f"{PBX_IP}:5060", "--workdir", str(work),
-            "--report", str(work / f"{ext}.json"), *extra]  # fmt: skip
+            "--report", str(work / f"{ext}.json"), "--password", PASSWORDS[ext],
+            *extra]  # fmt: skip
 
 
 def callee_args(work: Path) -> list[str]:

@@ -17,6 +17,7 @@ from analysis.packets import SipMessage, Udp
 from topology.plan import Plan, phone_name
 
 FILE = "nat.json"
+MATRIX_REMEDIES = ("none", "stun", "ice", "ice-turn", "anchor", "alg")  # the matrix columns
 TURN_PORTS = range(49152, 65536)  # coturn's relay range (natlab's TurnAuth: 49152-49251)
 ANCHOR_PORTS = range(30000, 30101)  # rtpengine's media ports (RtpengineOptions)
 
@@ -32,6 +33,7 @@ class NatCell:
     path: str  # direct | relayed | anchored | none
     first_media_s: float | None  # INVITE -> first RTP at the later of the two phones
     measured: dict[str, str] = field(default_factory=dict)  # lan -> "APDM/APDF"
+    lesson: bool = False  # a lesson of its own (hairpin, lifetime, ALG variant), not a cell
 
 
 def load(folder: Path) -> dict[str, Any] | None:
@@ -68,9 +70,14 @@ def router_lines(nat: dict[str, Any]) -> list[str]:
     return out
 
 
-def media_path(plan: Plan, caps: Captures, caller: str) -> str:
-    """Where the caller's RTP went on its router's WAN side."""
+def media_path(plan: Plan, caps: Captures, caller: str, callee: str) -> str:
+    """Where the caller's RTP went on its router's WAN side (a call inside one LAN: whether
+    its router turned the RTP sent to its own public address back in)."""
     lan = plan.lan_of(caller)
+    if plan.lan_of(callee) is lan:
+        back = [p for p in caps.packets(f"{lan.router_name}-lan")
+                if p.kind == "rtp" and p.src == lan.wan_ip]
+        return "hairpinned" if back else "nowhere"
     wan = f"{lan.router_name}-wan"
     dsts = Counter((p.dst, p.dport) for p in caps.packets(wan)
                    if p.kind == "rtp" and p.src == lan.wan_ip)
@@ -300,7 +307,10 @@ def judge_nat(plan: Plan, caps: Captures, nat: dict[str, Any], caller: str, call
         lan2=nat["routers"]["lan2"]["configured"]["behaviour"], remedy=remedy, state=state,
         rtp={r: int(((reports.get(r) or {}).get("rtp") or {}).get("rx") or 0)
              for r in ("caller", "callee")},
-        path=media_path(plan, caps, caller), first_media_s=first_media_s(plan, caps, caller,
+        path=media_path(plan, caps, caller, callee), first_media_s=first_media_s(plan, caps, caller,
                                                                           callee),
-        measured={k: measured_name(e) for k, e in nat["routers"].items()})
+        measured={k: measured_name(e) for k, e in nat["routers"].items()},
+        lesson=c_lan is e_lan or remedy not in MATRIX_REMEDIES or any(
+            e["configured"]["hairpin"] or e["configured"]["udp_timeout_s"]
+            for e in nat["routers"].values()))
     return {"nat_as_configured": not mismatch}, lines, cell

@@ -342,8 +342,11 @@ def combine(subject: Subject, calls: list[Verdict]) -> Verdict:
     checks = {k: all(v.checks.get(k, False) for v in calls) for k in calls[0].checks}
     total = {r: sum(v.rtp_received[r] for v in calls) for r in ("caller", "callee")}
     sent = {r: sum(v.rtp_sent[r] for v in calls) for r in ("caller", "callee")}
-    return Verdict.of(subject, verdict="fails" if bad else "works", rtp_received=total,
-                      rtp_sent=sent, checks=checks, explanation=lead + detail,
+    invalid = any(v.verdict == "invalid" for v in calls)
+    return Verdict.of(subject, verdict="invalid" if invalid else "fails" if bad else "works",
+                      rtp_received=total, rtp_sent=sent, checks=checks,
+                      explanation=lead + detail,
                       evidence=[lead] + (bad[0].evidence if bad else calls[0].evidence),
                       seconds=round(sum(v.seconds for v in calls), 2),
-                      calls=[v.as_dict() for v in calls])
+                      calls=[v.as_dict() for v in calls],
+                      nat=(bad[0] if bad else calls[0]).nat)

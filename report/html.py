@@ -73,7 +73,7 @@ def _verdict(v: Verdict, hidden: bool) -> str:
 
 def _summary(verdicts: list[Verdict], hidden: bool) -> list[str]:
     rows = ['<table id="summary"><tr><th>scenario</th><th>STUN</th><th>trunk</th>'
-            '<th>verdict</th><th>paper</th><th>RTP rx caller</th><th>RTP rx callee</th></tr>']
+            '<th>verdict</th><th>expected</th><th>RTP rx caller</th><th>RTP rx callee</th></tr>']
     for v in verdicts:
         paper = "" if hidden else ("agrees" if v.verdict == v.expect else f"expected {v.expect}")
         rows.append(f'<tr><td><a href="#{_e(v.name)}">{_e(v.name)}</a></td>'

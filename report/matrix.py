@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from analysis.nat import MATRIX_REMEDIES as COLUMNS
 from analysis.verdict import Verdict
 from report.qos import QosScenario
 
-COLUMNS = ("none", "stun", "ice", "ice-turn", "anchor", "alg")
 STATE = {"works": "works", "fails": "fails", "one-way": "one-way", "invalid": "INVALID"}
 
 
@@ -28,6 +28,19 @@ def _row(cell: dict[str, Any]) -> str:
     return f"{cell['lan2']} x {cell['lan1']}"
 
 
+LESSON_WORDS = ("hairpin", "leaving r", "ANOTHER mapping", "no final response",
+                "latched", "never got the ACK")
+
+
+def _lesson(v: Verdict) -> str:
+    """The sentence of a lesson cell that carries its point (the first NAT finding)."""
+    lines = [line for call in (v.calls or [v.as_dict()]) for line in call.get("evidence", [])]
+    for line in lines:
+        if any(w in line for w in LESSON_WORDS):
+            return str(line)
+    return v.explanation.split(". ")[0]
+
+
 def tables(verdicts: list[Verdict]) -> dict[str, list[list[str]]]:
     """{"matrix": rows, "lessons": rows, "types": rows}; the first row of each is the header."""
     found = cells(verdicts)
@@ -36,11 +49,10 @@ def tables(verdicts: list[Verdict]) -> dict[str, list[list[str]]]:
     types = [["scenario", "r1 configured", "r1 measured", "r2 configured", "r2 measured",
               "valid"]]
     for v, cell in found:
-        if cell["remedy"] in COLUMNS and "hairpin" not in v.name:
+        if not cell.get("lesson"):
             grid.setdefault(_row(cell), {})[cell["remedy"]] = f"[{cell_text(cell)}](#{v.name})"
         else:
-            lessons.append([v.name, _row(cell), cell["remedy"], cell_text(cell),
-                            v.evidence[0] if v.evidence else ""])
+            lessons.append([v.name, _row(cell), cell["remedy"], cell_text(cell), _lesson(v)])
         m = cell.get("measured", {})
         types.append([v.name, cell["lan1"], m.get("lan1", "-"), cell["lan2"],
                       m.get("lan2", "-"), "no" if cell["state"] == "invalid" else "yes"])

@@ -9,7 +9,7 @@ from typing import Any
 from analysis.verdict import Verdict
 from report import matrix
 
-HEADER = ("scenario", "stun", "trunk", "verdict", "paper", "RTP rx caller", "RTP rx callee")
+HEADER = ("scenario", "stun", "trunk", "verdict", "expected", "RTP rx caller", "RTP rx callee")
 
 
 def table_rows(verdicts: list[Verdict], hidden: bool = False) -> list[tuple[str, ...]]:

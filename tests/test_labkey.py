@@ -72,7 +72,8 @@ def test_rtp_counts_equal_the_phones_captures(key: tuple[Path, str]) -> None:
     folder = rundir / "005_call_stun_naive"
     for ext, ip, want in (("1002", "172.16.10.12", m[1]), ("2005", "192.168.1.25", m[2])):
         out = subprocess.run(["tshark", "-r", str(folder / f"p{ext}.pcap"), "-Y",
-                              f"rtp and not icmp and ip.dst=={ip} and rtp.p_type==0", "-T", "fields",
+                              f"rtp and not icmp and ip.dst=={ip} and rtp.p_type==0",
+                              "-T", "fields",
                               "-e", "frame.number"], capture_output=True, text=True,
                              timeout=60, check=True).stdout.split()
         assert len(out) == int(want), (ext, len(out), want)

@@ -49,7 +49,7 @@ def phone_args(plan: Plan, sc: Scenario, ext: str, name: str, tone: int, workdir
         turn = TurnAuth()
         args += sc.remedy.agent_args(plan.servers.stun, turn.user, turn.password)
     if password is not None:  # digest password at the PBX (protected PBX)
-        args += ["--password", password]
+        args.append(f"--password={password}")
     return args
 
 

@@ -45,7 +45,7 @@ def make_credentials(extensions: Iterable[str], seed: str | None = None,
         elif seed is not None:
             out[ext] = _derived(ext, seed)
         else:
-            out[ext] = secrets.token_urlsafe(GENERATED_BYTES)
+            out[ext] = "p" + secrets.token_urlsafe(GENERATED_BYTES)
     return out
 
 

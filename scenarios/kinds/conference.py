@@ -85,7 +85,7 @@ class ConferenceKind(Kind):
         if sc.stun:
             bridge_args += ["--stun", f"{plan.servers.stun}:{STUN_PORT}"]
         if ctx.password(conf.room):
-            bridge_args += ["--password", str(ctx.password(conf.room))]
+            bridge_args.append(f"--password={ctx.password(conf.room)}")
         bridge = ap.start_agent(ctx.net.host(lan.pbx_name), bridge_args, agents / "bridge.log")
         ctx.stack.callback(ap.end_agent, bridge, 0.1)
         ap.wait_file(agents / "bridge.ready", bridge, READY_TIMEOUT_S, f"bridge {conf.room}")

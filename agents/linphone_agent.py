@@ -34,13 +34,11 @@ from agents import baresip_conf as bc
 from agents import linphone_conf as lc
 from agents.report import Report as BaseReport
 from agents.runmain import (
-    Parser,
     UsageError,
+    add_phone_options,
     agent_main,
+    agent_parser,
     check_phone_args,
-    host_port,
-    ipv4,
-    positive,
 )
 from agents.scripted import POLL, ScriptedPhone
 from agents.tones import write_tone
@@ -56,39 +54,21 @@ STATES = {"OutgoingRinging": ("EARLY", 180), "OutgoingEarlyMedia": ("EARLY", 183
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m agents.linphone_agent", description=__doc__.split("\n")[0])
-    add = p.add_argument
-    add("--ext", required=True, help="extension / SIP user name, e.g. 1002")
-    add("--bind", required=True, type=ipv4, metavar="IP", help="local IPv4 address")
-    add("--sip-port", type=positive(int), default=5060, metavar="PORT", help="SIP UDP port (5060)")
-    add("--rtp-port", type=positive(int), default=4000, metavar="PORT",
-        help="audio RTP port, RTCP on PORT+1 (4000)")
-    add("--pbx", type=host_port(False), metavar="IP[:PORT]",
-        help="registrar/proxy: REGISTER sip:EXT@IP through sip:IP:PORT before anything else")
-    add("--password", metavar="PW", help="digest password for the registration (none)")
-    role = p.add_mutually_exclusive_group(required=True)
-    role.add_argument("--call", metavar="TARGET",
-                      help="call TARGET: an extension (sip:TARGET@PBX) or a full sip: URI")
-    role.add_argument("--answer", action="store_true", help="answer one call: 180, then 200 OK")
-    role.add_argument("--no-answer", action="store_true",
-                      help="take one call: 180, ring until CANCEL/max-wait")
-    add("--answer-delay", type=float, default=ANSWER_DELAY, metavar="S",
-        help=f"--answer: seconds between 180 Ringing and 200 OK ({ANSWER_DELAY:g})")
-    add("--stun", type=host_port(True), metavar="IP:PORT", help="STUN server for media")
-    add("--nat-policy", choices=[n.value for n in lc.NatPolicy],
-        help="none: no STUN; stun: protocols=stun (sends nothing in 5.1); stun-ice: STUN + ICE "
-             "(stun-ice with --stun, else none)")
-    add("--duration", type=positive(float), default=10.0, metavar="S",
-        help="caller: hang up this many seconds after the call is established (10)")
-    add("--max-wait", type=positive(float), metavar="S",
-        help="hard bound on registration and, again, on the call (duration + 8)")
-    add("--tone-hz", type=positive(float), metavar="HZ",
-        help="play a sine of HZ into the call (silence without it)")
-    add("--workdir", type=Path, default=Path("."), metavar="DIR",
-        help="HOME and rc, tone WAV, <ext>-heard.wav and <ext>-linphone.log go here (.)")
-    add("--report", type=Path, metavar="PATH", help="JSON report (<workdir>/<ext>-report.json)")
-    add("--ready-file", type=Path, metavar="PATH",
-        help="touched once registered (once listening without --pbx)")
+    p = agent_parser(
+        "python -m agents.linphone_agent", (__doc__ or "").split("\n")[0],
+        ext_help="extension / SIP user name, e.g. 1002",
+        rtp_help="audio RTP port, RTCP on PORT+1 (4000)",
+        max_wait_help="hard bound on registration and, again, on the call (duration + 8)",
+        workdir_help="HOME and rc, tone WAV, <ext>-heard.wav and <ext>-linphone.log go here (.)",
+        ready_help="touched once registered (once listening without --pbx)",
+        stun_help="STUN server for media")
+    add_phone_options(p, ANSWER_DELAY,
+                      duration_help="caller: hang up this many seconds after the call is "
+                                    "established (10)",
+                      tone_help="play a sine of HZ into the call (silence without it)")
+    p.add_argument("--nat-policy", choices=[n.value for n in lc.NatPolicy],
+                   help="none: no STUN; stun: protocols=stun (sends nothing in 5.1); stun-ice: "
+                        "STUN + ICE (stun-ice with --stun, else none)")
     return p
 
 

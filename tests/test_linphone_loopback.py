@@ -15,12 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import requires_root
+from helpers import finish, wait_until
 
 from agents import baresip_conf as bc
 from agents import linphone_conf as lc
@@ -124,21 +125,6 @@ def callee_args(work: Path) -> list[str]:
 def caller_args(callee: str, duration: float = DURATION) -> list[str]:
     return ["--call", callee, "--tone-hz", str(CALLER_HZ), "--duration", str(duration)]
 
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < end, f"{what} did not happen within {timeout} s"
-        time.sleep(0.05)
-
-
-def finish(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
 
 
 def linphonecs_of(work: Path) -> list[int]:

@@ -15,13 +15,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import requires, requires_root
+from helpers import finish, wait_until
 
 from agents.tones import contains_tone
 from services.host import LocalHost
@@ -58,21 +58,6 @@ class NsHost:
 def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < end, f"{what} did not happen within {timeout} s"
-        time.sleep(0.05)
-
-
-def finish(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -299,7 +299,9 @@ class Kamailio(Daemon):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(render_passwords(o.passwords))
-        self.config_path.write_text(render_config(o, path))
+        # Relative to the config's folder: kamailio refuses include names of 128+ characters.
+        rel = path.relative_to(self.workdir) if path else None
+        self.config_path.write_text(render_config(o, rel))
 
     def _base_args(self) -> list[str]:
         return ["kamailio", "-f", str(self.config_path), "-m", "32", "-M", "8"]

@@ -16,7 +16,7 @@ stun = true
 trunk = "nat-aware"
 expect = "works"
 baresip = ["1002", "2005"]
-video = true
+kind = "video"
 duration_s = 5
 """
 

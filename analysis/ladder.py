@@ -2,10 +2,13 @@
 
 The same SIP message is captured on both sides of a router (Call-ID + CSeq + first line + top
 Via branch identify it; its n-th copy in a capture is its n-th retransmission). Each capture
-sees it on one segment between two nodes (phone, PBX, router, STUN server); a segment seen on
-several captures is one arrow. On a LAN capture an address outside the LAN is the router (the
-gateway); on a WAN capture a router's public address is that router, and a private address is
-nowhere: the arrow ends there. RTP is one arrow per stream (SSRC) and segment; STUN one per
+sees it on one segment between two nodes (phone, PBX, a router's LAN or WAN side, the
+STUN/TURN/relay server); a segment seen on several captures is one arrow. On a LAN capture an
+address outside the LAN is the router's LAN side (the gateway); on a WAN capture a router's
+public address is its WAN side, and a private address is nowhere: the arrow ends there. Where
+a message enters one side of a router and leaves the other, the arrow that leaves says what
+the NAT rewrote in the header; one that enters the WAN side and never leaves the LAN side was
+dropped there. RTP is one arrow per stream (SSRC) and segment; STUN one per
 transaction. Payload fields that still name a private address after crossing a NAT (Contact,
 Via, Record-Route, SDP c=) are marked: the router rewrites the header, not the payload.
 """
@@ -17,10 +20,11 @@ from dataclasses import dataclass, field
 
 from analysis.evidence import Captures
 from analysis.packets import SipMessage, Udp
-from topology.plan import Plan, phone_name
+from topology.plan import Lan, Plan, phone_name
 
 ADDR = re.compile(r"(?<![\d.])(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(?![\d.])")
 NOWHERE = "nowhere"
+SERVER = "server"  # coturn (STUN, TURN) and rtpengine share the public server host
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class Arrow:
     count: int = 1  # packets (RTP)
     copy: int = 1  # the n-th transmission of the same SIP message
     last: list[Seen] = field(default_factory=list)  # RTP: the last frame on each capture
+    ident: tuple[object, ...] = ()  # the message (or stream) across segments
+    nat: str = ""  # "r2 rewrote source 172.16.10.10:5060 -> 198.51.100.2:5060"
+    dropped: str = ""  # "r2 forwarded none of it into LAN2"
 
     @property
     def frames(self) -> str:
@@ -62,12 +69,13 @@ class Topology:
 
     def __init__(self, plan: Plan):
         self.plan = plan
-        self.names: dict[str, str] = {plan.servers.stun: "stun"}
-        self.public: dict[str, str] = {plan.servers.stun: "stun"}
+        servers = [plan.servers.stun] + ([plan.servers.stun2] if plan.servers.stun2 else [])
+        self.names: dict[str, str] = dict.fromkeys(servers, SERVER)
+        self.public: dict[str, str] = dict.fromkeys(servers, SERVER)
         for lan in plan.lans:
             self.names[lan.pbx] = lan.pbx_name
-            self.names[lan.router] = lan.router_name
-            self.public[lan.wan_ip] = lan.router_name
+            self.names[lan.router] = lan_side(lan)
+            self.public[lan.wan_ip] = wan_side(lan)
             for ext, ip in lan.phones.items():
                 self.names[ip] = phone_name(ext)
 
@@ -86,31 +94,41 @@ class Topology:
             lan = self.plan.lans[index - 1]
             if ip in lan.subnet:
                 return self.names.get(addr, addr)
-            return lan.router_name  # the gateway
+            return lan_side(lan)  # the gateway
         return self.public.get(addr, NOWHERE if self.is_private(addr) else "core")
 
     def is_private(self, addr: str) -> bool:
         return any(ipaddress.ip_address(addr) in lan.subnet for lan in self.plan.lans)
 
 
-def columns(plan: Plan, caller: str, callees: list[str], stun: bool) -> list[tuple[str, str]]:
-    """Left to right: the caller's LAN, the two routers, the callee's LAN, the STUN server."""
+def lan_side(lan: Lan) -> str:
+    return f"{lan.router_name}-lan"
+
+
+def wan_side(lan: Lan) -> str:
+    return f"{lan.router_name}-wan"
+
+
+def _router(lan: Lan) -> list[tuple[str, str]]:
+    return [(lan_side(lan), f"{lan.router_name} LAN\n{lan.router}"),
+            (wan_side(lan), f"{lan.router_name} WAN\n{lan.wan_ip}")]
+
+
+def columns(plan: Plan, caller: str, callees: list[str], server: bool) -> list[tuple[str, str]]:
+    """Left to right: the caller's LAN, its router (LAN side, WAN side), the other router (WAN
+    side, LAN side), the callee's LAN, the STUN/TURN/relay server when used."""
     c_lan = plan.lan_of(caller)
-    if callees and all(e in c_lan.phones for e in callees):  # a call inside one LAN
-        cols = [(phone_name(caller), f"{caller}\n{c_lan.phones[caller]}"),
-                (c_lan.pbx_name, f"PBX{c_lan.index}\n{c_lan.pbx}"),
-                (c_lan.router_name, f"{c_lan.router_name}\n{c_lan.wan_ip}")]
-        cols += [(phone_name(e), f"{e}\n{c_lan.phones[e]}") for e in callees]
-        return cols + ([("stun", f"STUN\n{plan.servers.stun}")] if stun else [])
-    e_lan = plan.other(c_lan)
     cols = [(phone_name(caller), f"{caller}\n{c_lan.phones[caller]}"),
-            (c_lan.pbx_name, f"PBX{c_lan.index}\n{c_lan.pbx}"),
-            (c_lan.router_name, f"{c_lan.router_name}\n{c_lan.wan_ip}"),
-            (e_lan.router_name, f"{e_lan.router_name}\n{e_lan.wan_ip}"),
-            (e_lan.pbx_name, f"PBX{e_lan.index}\n{e_lan.pbx}")]
-    cols += [(phone_name(e), f"{e}\n{e_lan.phones[e]}") for e in callees if e in e_lan.phones]
-    if stun:
-        cols.append(("stun", f"STUN\n{plan.servers.stun}"))
+            (c_lan.pbx_name, f"PBX{c_lan.index}\n{c_lan.pbx}"), *_router(c_lan)]
+    if not (callees and all(e in c_lan.phones for e in callees)):  # a call between the LANs
+        e_lan = plan.other(c_lan)
+        cols += [*_router(e_lan)[::-1], (e_lan.pbx_name, f"PBX{e_lan.index}\n{e_lan.pbx}")]
+        callees = [e for e in callees if e in e_lan.phones]
+        cols += [(phone_name(e), f"{e}\n{e_lan.phones[e]}") for e in callees]
+    else:
+        cols[2:2] = [(phone_name(e), f"{e}\n{c_lan.phones[e]}") for e in callees]
+    if server:
+        cols.append((SERVER, f"STUN/TURN/relay\n{plan.servers.stun}"))
     return cols
 
 
@@ -158,17 +176,44 @@ def build(plan: Plan, caps: Captures, call_id: str, caller: str, callees: list[s
             p = m.pkt
             src, dst = topo.node(capture, p.src), topo.node(capture, p.dst)
             seen = Seen(capture, p.frame, p.time, f"{p.src}:{p.sport}", f"{p.dst}:{p.dport}")
-            make = Arrow("sip", _sip_label(m), src, dst, p.time, copy=copies[ident])
+            make = Arrow("sip", _sip_label(m), src, dst, p.time, copy=copies[ident],
+                         ident=("sip", *ident, copies[ident]))
             _merge(arrows, ("sip", *ident, copies[ident], src, dst), make, seen)
             if topo.lan_index(capture) is None:
                 arrows[("sip", *ident, copies[ident], src, dst)].private = \
                     _private_fields(m, topo)
     _media(topo, caps, phones, arrows)
-    cols = columns(plan, caller, callees, any(a.kind == "stun" for a in arrows.values()))
+    _crossings(plan, list(arrows.values()))
+    cols = columns(plan, caller, callees, any(SERVER in (a.src, a.dst) for a in arrows.values()))
     keys = {k for k, _ in cols}
     shown = [a for a in arrows.values() if a.src in keys and (a.dst in keys or a.dst == NOWHERE)
              and a.src != a.dst]
     return Ladder(cols, sorted(shown, key=lambda a: (a.time, a.kind)))
+
+
+def _crossings(plan: Plan, arrows: list[Arrow]) -> None:
+    """For each message that entered a router on one side and left on the other, what the
+    NAT changed in the header; for one that entered the WAN side and never left, the drop."""
+    by_ident: dict[tuple[object, ...], list[Arrow]] = {}
+    for a in arrows:
+        by_ident.setdefault(a.ident, []).append(a)
+    for lan in plan.lans:
+        for inside, outside in ((lan_side(lan), wan_side(lan)), (wan_side(lan), lan_side(lan))):
+            for a in arrows:
+                if a.dst != inside:
+                    continue
+                out = [b for b in by_ident[a.ident] if b.src == outside]
+                if out:
+                    out[0].nat = _rewrite(lan.router_name, a.seen[0], out[0].seen[0])
+                elif inside == wan_side(lan) and a.kind in ("sip", "rtp"):
+                    a.dropped = f"{lan.router_name} forwarded none of it into LAN{lan.index}"
+
+
+def _rewrite(router: str, before: Seen, after: Seen) -> str:
+    changed = [f"{what} {x} -> {y}" for what, x, y in (("source", before.src, after.src),
+                                                       ("destination", before.dst, after.dst))
+               if x != y]
+    return f"{router} rewrote " + " and ".join(changed) if changed else ""
 
 
 def _media(topo: Topology, caps: Captures, phones: dict[str, str],
@@ -199,7 +244,7 @@ def _media(topo: Topology, caps: Captures, phones: dict[str, str],
         seen = Seen(capture, first.frame, first.time, f"{first.src}:{first.sport}",
                     f"{first.dst}:{first.dport}")
         arrow = arrows.setdefault((ident, src, dst), Arrow(first.kind, label, src, dst,
-                                                         first.time))
+                                                         first.time, ident=(ident,)))
         arrow.seen.append(seen)
         if first.kind == "rtp":
             arrow.last.append(Seen(capture, last.frame, last.time, seen.src, seen.dst))

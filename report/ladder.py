@@ -8,7 +8,10 @@ and payload fields that still carry a private address after a NAT are written in
 from __future__ import annotations
 
 import html
+import json
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from analysis.ladder import NOWHERE, Arrow, Ladder
 
@@ -147,13 +150,21 @@ def _svg_arrow(ladder: Ladder, a: Arrow, y: int, t0: float) -> list[str]:
     return out
 
 
+def as_json(ladder: Ladder) -> dict[str, Any]:
+    """The ladder as data (the lab key quotes its arrows)."""
+    return {"columns": [{"node": k, "label": v} for k, v in ladder.columns],
+            "arrows": [{k: v for k, v in asdict(a).items() if k != "ident"}
+                       for a in ladder.arrows]}
+
+
 def write(ladder: Ladder, title: str, stem: Path) -> list[Path]:
-    """stem.svg, stem.png (rendered from the same drawing) and stem.txt."""
+    """stem.svg, stem.png (rendered from the same drawing), stem.txt and stem.json."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     doc = svg(ladder, title)
     stem.with_suffix(".svg").write_text(doc)
     stem.with_suffix(".txt").write_text(text(ladder))
-    paths = [stem.with_suffix(".svg"), stem.with_suffix(".txt")]
+    stem.with_suffix(".json").write_text(json.dumps(as_json(ladder), indent=1) + "\n")
+    paths = [stem.with_suffix(".svg"), stem.with_suffix(".txt"), stem.with_suffix(".json")]
     png = _png(ladder, title, stem.with_suffix(".png"))
     return paths + ([png] if png else [])
 

@@ -153,5 +153,5 @@ def test_text_ladder_of_a_stored_run_is_written(tmp_path: Path) -> None:
     ladder = pipeline.analyse(RUN, ["006_call_stun_nataware"]).ladders[
         "006_call_stun_nataware"][0][1]
     paths = write(ladder, "006 call", tmp_path / "call")
-    assert {p.suffix for p in paths} == {".svg", ".txt", ".png"}
+    assert {p.suffix for p in paths} == {".svg", ".txt", ".png", ".json"}
     assert (tmp_path / "call.png").read_bytes()[:4] == b"\x89PNG"

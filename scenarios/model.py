@@ -253,7 +253,13 @@ def _pair(where: str, value: Any, plan: Plan) -> tuple[str, str]:
 
 
 def load_scenario(path: Path, plan: Plan) -> Scenario:
-    return parse_scenario(path, read_toml(path, "scenario"), plan)
+    try:
+        return parse_scenario(path, read_toml(path, "scenario"), plan)
+    except ConfigError as exc:  # name the file, e.g. a phone the plan in use does not have
+        if str(exc).startswith(path.name) or str(path) in str(exc):
+            raise
+        raise ConfigError(f"{path.name}: {exc} (this scenario names it; the address plan "
+                          f"{plan.source} does not)") from None
 
 
 def select(plan: Plan, set_name: str = "default", names: list[str] | None = None,

@@ -13,7 +13,7 @@ from topology.plan import Plan
 
 FILES = ("nat.json", "conntrack.json")
 MAX_ROWS = 24  # per router; a table longer than a screen teaches nothing
-HEADER = ("router", "direction", "inside (private)", "public (WAN side)", "remote", "proto",
+HEADER = ("router", "direction", "host", "inside (private)", "public (WAN side)", "remote", "proto",
           "state")
 
 
@@ -21,6 +21,7 @@ HEADER = ("router", "direction", "inside (private)", "public (WAN side)", "remot
 class Binding:
     router: str
     direction: str  # out | in | in (to the router itself)
+    host: str  # who the inside address is: "2005", "PBX1"
     inside: str
     public: str
     remote: str
@@ -28,8 +29,8 @@ class Binding:
     state: str
 
     def row(self) -> tuple[str, ...]:
-        return (self.router, self.direction, self.inside, self.public, self.remote, self.proto,
-                self.state)
+        return (self.router, self.direction, self.host, self.inside, self.public, self.remote,
+                self.proto, self.state)
 
 
 def _ep(t: dict[str, Any], side: str) -> str:
@@ -55,6 +56,8 @@ def bindings(plan: Plan, folder: Path) -> tuple[list[Binding], list[str]]:
         return [], []
     out: list[Binding] = []
     missing: list[str] = []
+    hosts = {ip: ext for lan in plan.lans for ext, ip in lan.phones.items()}
+    hosts.update({lan.pbx: f"PBX{lan.index}" for lan in plan.lans})
     for lan in plan.lans:
         entry = data.get("routers", {}).get(lan.name)
         if entry is None:
@@ -75,7 +78,8 @@ def bindings(plan: Plan, folder: Path) -> tuple[list[Binding], list[str]]:
                 remote = _ep(orig, "src")
             else:
                 continue  # not through this LAN's NAT
-            out.append(Binding(lan.router_name, direction, inside, public, remote,
+            host = hosts.get(inside.rsplit(":", 1)[0], lan.router_name if inside == "-" else "")
+            out.append(Binding(lan.router_name, direction, host, inside, public, remote,
                                str(e.get("proto", "")), _state(e)))
     return sorted(out, key=lambda b: (b.router, b.direction, b.inside, b.remote)), missing
 

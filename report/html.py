@@ -166,8 +166,9 @@ def _scenario(rundir: Path, plan: Plan, v: Verdict, qos: dict[str, Any] | None, 
         out += _bindings(plan, rundir / v.name)
     for svg in sorted((rundir / v.name / "ladders").glob("*.svg")):
         rel = f"{v.name}/ladders/{svg.name}"
-        out.append(f'<p><b>Ladder {_e(svg.stem)}</b> (<a href="{_e(rel[:-4])}.txt">as text</a>)'
-                   f'</p><img src="{_e(rel)}" alt="SIP ladder of {_e(v.name)} {_e(svg.stem)}">')
+        out.append(f'<p><b>Ladder {_e(svg.stem)}</b> (<a href="{_e(rel)}">full size</a>, '
+                   f'<a href="{_e(rel[:-4])}.txt">as text</a>)</p><a href="{_e(rel)}">'
+                   f'<img src="{_e(rel)}" alt="SIP ladder of {_e(v.name)} {_e(svg.stem)}"></a>')
     if qos is not None:
         out.append(f"<p><b>QoS</b> ({_e(qos.get('mechanism', ''))})</p>")
         out += _qos_table([*qos["rows"], *qos.get("averages", {}).values()])

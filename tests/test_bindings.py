@@ -57,6 +57,7 @@ def test_full_cone_keeps_the_port_and_the_trunk_forward(plan: Plan) -> None:
     assert any(b.state.startswith("replied") for b in rtp)
     trunk = by_inside(rows, "r1", "192.168.1.10:5080")
     assert trunk and trunk[0].direction == "in" and trunk[0].public == "203.0.113.2:5080"
+    assert trunk[0].host == "PBX1" and rtp[0].host == "2005"
 
 
 def test_conntrack_json_of_a_scenario_without_nat_setting(plan: Plan, tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ def test_conntrack_json_of_a_scenario_without_nat_setting(plan: Plan, tmp_path: 
     assert rows == bindings(plan, RUN / "311_fullcone_stun")[0][:len(rows)]
     assert missing == ["r2: no table (not taken)"]
     text = "\n".join(markdown(plan, tmp_path))
-    assert "| r1 | out | 192.168.1.25:4000 | 203.0.113.2:4000 |" in text
+    assert "| r1 | out | 2005 | 192.168.1.25:4000 | 203.0.113.2:4000 |" in text
     assert bindings(plan, RUN / "006_call_stun_nataware") == ([], [])  # none recorded
 
 

@@ -164,6 +164,9 @@ def _scenario(rundir: Path, plan: Plan, v: Verdict, qos: dict[str, Any] | None, 
         out.append('<ul class="evidence">' + "".join(
             f"<li>{_evidence(v.name, line)}</li>" for line in v.evidence) + "</ul>")
         out += _bindings(plan, rundir / v.name)
+    if hidden:  # a ladder or a loss figure would give the verdict away
+        out.append('<p class="hidden">Ladders and QoS are shown once you have predicted.</p>')
+        return out
     for svg in sorted((rundir / v.name / "ladders").glob("*.svg")):
         rel = f"{v.name}/ladders/{svg.name}"
         out.append(f'<p><b>Ladder {_e(svg.stem)}</b> (<a href="{_e(rel)}">full size</a>, '

@@ -4,6 +4,7 @@ text a student reads names the plan's phones and addresses, never the default pl
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,39 @@ def test_answer_key_asks_for_the_plans_phones(plan: Plan) -> None:
 def test_a_scenario_naming_a_missing_phone_names_its_file(plan: Plan) -> None:
     with pytest.raises(ConfigError, match=r"^101_qos_voice_clean\.toml: extension 1002 .*plan"):
         select(plan, "paper-qos")
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run (root, 2026-12-03) with the 3xxx/4xxx plan, stored without logs."""
+    from natlab import pipeline
+
+    rundir = tmp_path_factory.mktemp("own") / "run"
+    shutil.copytree(ROOT / "tests" / "data" / "run-plan34", rundir)
+    pipeline.report(rundir, pipeline.analyse(rundir))
+    labkey.write(rundir)
+    return rundir
+
+
+def test_a_run_with_the_own_plan_names_its_phones_everywhere(own_run: Path) -> None:
+    texts = {p.name if p.parent == own_run else p.relative_to(own_run).as_posix(): p.read_text()
+             for p in [own_run / "report.md", own_run / "report.html", own_run / "summary.json",
+                       own_run / "lab-answers.md", *own_run.glob("*/ladders/*.txt"),
+                       *own_run.glob("*/ladders/*.svg")]}
+    assert len(texts) == 8
+    for name, text in texts.items():
+        assert not DEFAULT_PHONES.search(text), (name, DEFAULT_PHONES.findall(text)[:3])
+        assert "3002" in text and "4005" in text, name
+    md = texts["report.md"]
+    assert "4005 never got the ACK: the ACK left toward 10.20.30.10 (PBX1)" in md
+    assert "| r2 | out | 3002 | 10.99.0.12:4000 | 198.51.100.30:4000 | 203.0.113.20:4000 |" in md
+
+
+def test_the_answer_key_of_the_own_run(own_run: Path) -> None:
+    key = (own_run / "lab-answers.md").read_text()
+    for exercise in ("## 2.", "## 4."):
+        body = key.split(exercise, 1)[1].split("\n## ", 1)[0]
+        assert "(not in this run" not in body, exercise
+    assert "ACK: r2-wan -> nowhere, 198.51.100.30:5060 > 10.20.30.10:5060" in key
+    assert "STUN Binding response: mapped 198.51.100.30:4000: r2-lan -> p3002" in key
+    assert "RTP 3002 -> 4005: sent 201, received 200" in key

@@ -236,11 +236,9 @@ def _media(topo: Topology, caps: Captures, phones: dict[str, str],
         first, last = pkts[0], pkts[-1]
         if first.kind == "rtp":
             label = f"RTP x{len(pkts)} (PT {first.payload[1] & 0x7F})"
-        elif first.payload[:2] == b"\x00\x01":
-            label = "STUN Binding request"
         else:
             mapped = xor_mapped(first.payload)
-            label = "STUN Binding response" + (f": mapped {mapped}" if mapped else "")
+            label = stun_label(first.payload) + (f": mapped {mapped}" if mapped else "")
         seen = Seen(capture, first.frame, first.time, f"{first.src}:{first.sport}",
                     f"{first.dst}:{first.dport}")
         arrow = arrows.setdefault((ident, src, dst), Arrow(first.kind, label, src, dst,
@@ -251,6 +249,20 @@ def _media(topo: Topology, caps: Captures, phones: dict[str, str],
         arrow.time = min(arrow.time, first.time)
         if first.kind == "rtp" and len(pkts) > arrow.count:
             arrow.count, arrow.label = len(pkts), label
+
+
+STUN_METHODS = {1: "Binding", 3: "TURN Allocate", 4: "TURN Refresh", 6: "TURN Send",
+                7: "TURN Data", 8: "TURN CreatePermission", 9: "TURN ChannelBind"}
+STUN_CLASSES = {0x0000: "request", 0x0010: "indication", 0x0100: "response",
+                0x0110: "error response"}
+
+
+def stun_label(payload: bytes) -> str:
+    """"STUN Binding request", "STUN TURN Allocate error response" (RFC 8489 §5 type bits)."""
+    kind = int.from_bytes(payload[:2], "big")
+    method = (kind & 0x000F) | (kind & 0x00E0) >> 1 | (kind & 0x3E00) >> 2
+    name = STUN_METHODS.get(method, f"method {method:#x}")
+    return f"STUN {name} {STUN_CLASSES[kind & 0x0110]}"
 
 
 def _media_id(p: Udp) -> object:

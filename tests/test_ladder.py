@@ -155,3 +155,15 @@ def test_text_ladder_of_a_stored_run_is_written(tmp_path: Path) -> None:
     paths = write(ladder, "006 call", tmp_path / "call")
     assert {p.suffix for p in paths} == {".svg", ".txt", ".png", ".json"}
     assert (tmp_path / "call.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_stun_and_turn_messages_are_named() -> None:
+    from analysis.ladder import stun_label
+
+    names = {t: stun_label(t.to_bytes(2, "big") + bytes(18)) for t in
+             (0x0001, 0x0101, 0x0003, 0x0113, 0x0009, 0x0016, 0x0017)}
+    assert names == {0x0001: "STUN Binding request", 0x0101: "STUN Binding response",
+                     0x0003: "STUN TURN Allocate request",
+                     0x0113: "STUN TURN Allocate error response",
+                     0x0009: "STUN TURN ChannelBind request",
+                     0x0016: "STUN TURN Send indication", 0x0017: "STUN TURN Data indication"}

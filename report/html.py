@@ -205,8 +205,10 @@ def write_html(rundir: Path, plan: Plan, verdicts: list[Verdict], meta: dict[str
                     '<code>fails</code> per scenario into <code>predictions.toml</code> in this '
                     "folder, then run <code>natlab grade</code> on it to see the verdicts.</p>")
     else:
-        body.append(f'<p class="lead">{len(verdicts)} scenario(s): {works} work, '
-                    f"{len(verdicts) - works} do not; {agree} as the paper predicts. A call "
+        fails = len(verdicts) - works
+        body.append(f'<p class="lead">{len(verdicts)} scenario(s): {works} work'
+                    f"{'s' if works == 1 else ''}, {fails} fail{'s' if fails == 1 else ''}; "
+                    f"{agree} as the paper predicts. A call "
                     "<b>works</b> when both sides reach CONFIRMED, the BYE is answered, each "
                     "direction receives at least 95 % of the RTP the other side sent, and each "
                     "recording holds the far tone. Click a scenario for its explanation and "

@@ -73,6 +73,6 @@ def test_first_screen_is_the_verdict_table(page: Path) -> None:
     heads = re.findall(r"<h2[^>]*>([^<]+)", body)
     assert heads[0] == "Verdicts" and heads.index("The network") > 0
     assert body.index('<table id="summary">') < body.index("<pre>") < body.index("About this run")
-    assert re.search(r"13 scenario\(s\): 5 work, 8 do not; 12 as the paper predicts", body)
+    assert re.search(r"13 scenario\(s\): 5 work, 8 fail; 12 as the paper predicts", body)
     row = re.search(r'<tr><td><a href="#006_call_stun_nataware">.*?</tr>', body)
     assert row and "1002 -&gt; 2005, STUN, NAT-aware trunk" in row[0] and "<td>clean</td>" in row[0]

@@ -161,14 +161,16 @@ def _merge(arrows: dict[tuple[object, ...], Arrow], key: tuple[object, ...], mak
 
 
 def build(plan: Plan, caps: Captures, call_id: str, caller: str, callees: list[str]) -> Ladder:
-    """The ladder of one call (its Call-ID) from every capture of its round."""
+    """The ladder of one call (its Call-ID) from every capture of its round; a callee that
+    itself dialled the number the caller dialled (a conference bridge) adds its own leg."""
     topo = Topology(plan)
     arrows: dict[tuple[object, ...], Arrow] = {}
     phones = {phone_name(e): plan.lan_of(e).phones[e] for e in [caller, *callees]}
+    legs = {call_id} | _same_target(caps, call_id, phones)
     for capture, msgs in caps.sip.items():
         copies: dict[tuple[str, ...], int] = {}
         for m in msgs:
-            if m.call_id != call_id:
+            if m.call_id not in legs:
                 continue
             branch = m.header("via").split("branch=")[-1].split(";")[0]
             ident = (m.header("cseq"), m.first_line, branch)
@@ -189,6 +191,19 @@ def build(plan: Plan, caps: Captures, call_id: str, caller: str, callees: list[s
     shown = [a for a in arrows.values() if a.src in keys and (a.dst in keys or a.dst == NOWHERE)
              and a.src != a.dst]
     return Ladder(cols, sorted(shown, key=lambda a: (a.time, a.kind)))
+
+
+def _user(request_line: str) -> str:
+    return request_line.split(" ")[1].split("@")[0] if "@" in request_line else ""
+
+
+def _same_target(caps: Captures, call_id: str, phones: dict[str, str]) -> set[str]:
+    """Call-IDs of INVITEs the call's other phones sent to the user the caller's INVITE named."""
+    target = next((_user(m.first_line) for msgs in caps.sip.values() for m in msgs
+                   if m.call_id == call_id and m.is_request and m.method == "INVITE"), "")
+    return {m.call_id for cap, ip in phones.items() for m in caps.sip.get(cap, [])
+            if target and m.is_request and m.method == "INVITE" and m.pkt.src == ip
+            and _user(m.first_line) == target}
 
 
 def _crossings(plan: Plan, arrows: list[Arrow]) -> None:

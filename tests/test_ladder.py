@@ -167,3 +167,12 @@ def test_stun_and_turn_messages_are_named() -> None:
                      0x0113: "STUN TURN Allocate error response",
                      0x0009: "STUN TURN ChannelBind request",
                      0x0016: "STUN TURN Send indication", 0x0017: "STUN TURN Data indication"}
+
+
+def test_conference_ladder_has_every_participants_leg() -> None:
+    (_, ladder), = pipeline.analyse(RUN, ["221_conference_3party"]).ladders[
+        "221_conference_3party"]
+    for phone in ("p1002", "p2001", "p2005"):
+        assert any(a.label == "INVITE" and a.src == phone for a in ladder.arrows), phone
+    assert len({a.label for a in ladder.arrows if a.kind == "rtp"}) >= 1
+    assert [a for a in ladder.arrows if a.kind == "rtp" and a.dst == "p2005"]

@@ -41,7 +41,10 @@ img { max-width: 100%; border: 1px solid #eee; margin: .3em 0; }
 .hidden { color: #777; font-style: italic; }
 .lead { font-size: 1.05em; } .small { font-size: .85em; color: #555; }
 #summary td, #summary th { padding: .3em .7em; white-space: nowrap; }
-#summary td.what { white-space: normal; }
+#summary td.what { white-space: normal; min-width: 14em; }
+#summary th { white-space: normal; }
+@media (max-width: 1100px) { body { font-size: 15px; }
+  #summary td, #summary th { padding: .25em .4em; } }
 @media (min-width: 1600px) { body { font-size: 20px; max-width: 96em; } }
 """
 

@@ -77,6 +77,10 @@ def markdown(verdicts: list[Verdict], meta: dict[str, Any], hidden: bool = False
         out.append("")
         if rundir is not None and plan is not None:
             out += bindings.markdown(plan, rundir / v.name)
+            ladders = sorted((rundir / v.name / "ladders").glob("*.txt"))
+            if ladders:
+                out += ["Ladders (text; SVG and PNG beside them): " + ", ".join(
+                    f"`{p.relative_to(rundir).as_posix()}`" for p in ladders) + ".", ""]
     return "\n".join(out)
 
 

@@ -122,13 +122,13 @@ def _svg_arrow(ladder: Ladder, a: Arrow, y: int, t0: float) -> list[str]:
         x2 = 40 + _x(ladder, a.dst) * SVG_COL + SVG_COL // 2
     colour = COLOURS.get(a.kind, "#333")
     label = _label(a)
-    out = [f'<text x="4" y="{y + 4}" fill="#888" font-size="9">{a.time - t0:.3f}</text>',
+    out = ['<g><title>' + html.escape(a.seen[0].src + " -> " + a.seen[0].dst + "; "
+                                      + a.frames) + '</title>',
+           f'<text x="4" y="{y + 4}" fill="#888" font-size="9">{a.time - t0:.3f}</text>',
            f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{colour}" stroke-width="1.6"'
            + (' marker-end="url(#head)"/>' if a.dst != NOWHERE else "/>"),
            f'<text x="{(x1 + x2) // 2}" y="{y - 4}" text-anchor="middle" fill="{colour}">'
-           f'{html.escape(label)}</text>',
-           f'<title>{html.escape(a.seen[0].src + " -> " + a.seen[0].dst + "; " + a.frames)}'
-           '</title>']
+           f'{html.escape(label)}</text>']
     mid = (x1 + x2) // 2
     if a.dst == NOWHERE or a.dropped:
         xe = x2 if a.dst == NOWHERE else x2 + (6 if x2 > x1 else -6)
@@ -147,6 +147,7 @@ def _svg_arrow(ladder: Ladder, a: Arrow, y: int, t0: float) -> list[str]:
     for i, (line, colour_) in enumerate(under[:4]):
         out.append(f'<text x="{mid}" y="{y + 11 + 10 * i}" text-anchor="middle" '
                    f'fill="{colour_}" font-size="9">{html.escape(line)}</text>')
+    out.append("</g>")
     return out
 
 

@@ -195,8 +195,8 @@ def _png(ladder: Ladder, title: str, path: Path) -> Path | None:
             ax.text(x2, row, "X", color=PRIVATE, ha="center", va="center", fontsize=8)
         ax.text((x1 + x2) / 2, row - 0.18, a.label, ha="center", fontsize=6, color=colour)
         for i, line in enumerate(_notes(a)[:2]):
-            ax.text((x1 + x2) / 2, row + 0.22 + 0.16 * i, line, ha="center", fontsize=5,
-                    color=PRIVATE if i or not a.nat else "#555")
+            ax.text((x1 + x2) / 2, row + 0.08 + 0.2 * i, line, ha="center", va="top",
+                    fontsize=5, color=PRIVATE if i or not a.nat else NAT)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import weakref
 from dataclasses import dataclass, field
 
 from analysis.evidence import Captures
@@ -69,6 +70,8 @@ class Topology:
 
     def __init__(self, plan: Plan):
         self.plan = plan
+        self._nodes: dict[tuple[str, str], str] = {}
+        self._private: dict[str, bool] = {}
         servers = [plan.servers.stun] + ([plan.servers.stun2] if plan.servers.stun2 else [])
         self.names: dict[str, str] = dict.fromkeys(servers, SERVER)
         self.public: dict[str, str] = dict.fromkeys(servers, SERVER)
@@ -88,6 +91,12 @@ class Topology:
         return None
 
     def node(self, capture: str, addr: str) -> str:
+        key = (capture, addr)
+        if key not in self._nodes:
+            self._nodes[key] = self._node(capture, addr)
+        return self._nodes[key]
+
+    def _node(self, capture: str, addr: str) -> str:
         index = self.lan_index(capture)
         ip = ipaddress.ip_address(addr)
         if index is not None:
@@ -98,7 +107,10 @@ class Topology:
         return self.public.get(addr, NOWHERE if self.is_private(addr) else "core")
 
     def is_private(self, addr: str) -> bool:
-        return any(ipaddress.ip_address(addr) in lan.subnet for lan in self.plan.lans)
+        if addr not in self._private:
+            ip = ipaddress.ip_address(addr)
+            self._private[addr] = any(ip in lan.subnet for lan in self.plan.lans)
+        return self._private[addr]
 
 
 def lan_side(lan: Lan) -> str:
@@ -237,16 +249,13 @@ def _media(topo: Topology, caps: Captures, phones: dict[str, str],
     segment; an RTP arrow counts the packets and names the first and last frame."""
     ours: set[object] = set()  # SSRCs and STUN transactions seen on the phones' own captures
     for cap, ip in phones.items():
-        for p in caps.packets(cap):
-            if ip in (p.src, p.dst) and p.kind in ("rtp", "stun"):
-                ours.add(_media_id(p))
+        ours.update(ident for p, _, ident in _media_packets(caps, cap) if ip in (p.src, p.dst))
     flows: dict[tuple[str, object, str, str], list[Udp]] = {}
-    for capture, pkts in caps.udp.items():
-        for p in pkts:
-            if p.kind not in ("rtp", "stun") or _media_id(p) not in ours:
-                continue
-            key = (capture, _media_id(p), topo.node(capture, p.src), topo.node(capture, p.dst))
-            flows.setdefault(key, []).append(p)
+    for capture in caps.udp:
+        for p, _, ident in _media_packets(caps, capture):
+            if ident in ours:
+                key = (capture, ident, topo.node(capture, p.src), topo.node(capture, p.dst))
+                flows.setdefault(key, []).append(p)
     for (capture, ident, src, dst), pkts in flows.items():
         first, last = pkts[0], pkts[-1]
         if first.kind == "rtp":
@@ -280,8 +289,26 @@ def stun_label(payload: bytes) -> str:
     return f"STUN {name} {STUN_CLASSES[kind & 0x0110]}"
 
 
-def _media_id(p: Udp) -> object:
-    if p.kind == "rtp":
+_MEDIA: weakref.WeakKeyDictionary[Captures, dict[str, list[tuple[Udp, str, object]]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _media_packets(caps: Captures, capture: str) -> list[tuple[Udp, str, object]]:
+    """The RTP and STUN packets of one capture with their kind and identity, classified once
+    per Captures (the calls of one round share it)."""
+    per = _MEDIA.setdefault(caps, {})
+    if capture not in per:
+        found = []
+        for p in caps.packets(capture):
+            kind = p.kind
+            if kind in ("rtp", "stun"):
+                found.append((p, kind, _media_id(p, kind)))
+        per[capture] = found
+    return per[capture]
+
+
+def _media_id(p: Udp, kind: str) -> object:
+    if kind == "rtp":
         return ("rtp", p.payload[8:12])
     return ("stun", p.payload[8:20])
 

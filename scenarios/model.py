@@ -258,8 +258,9 @@ def load_scenario(path: Path, plan: Plan) -> Scenario:
     except ConfigError as exc:  # name the file, e.g. a phone the plan in use does not have
         if str(exc).startswith(path.name) or str(path) in str(exc):
             raise
-        raise ConfigError(f"{path.name}: {exc} (this scenario names it; the address plan "
-                          f"{plan.source} does not)") from None
+        hint = (f" (the scenario names it; the address plan {plan.source} has no such phone)"
+                if "not a phone of any LAN" in str(exc) else "")
+        raise ConfigError(f"{path.name}: {exc}{hint}") from None
 
 
 def select(plan: Plan, set_name: str = "default", names: list[str] | None = None,

@@ -176,3 +176,12 @@ def test_conference_ladder_has_every_participants_leg() -> None:
         assert any(a.label == "INVITE" and a.src == phone for a in ladder.arrows), phone
     assert len({a.label for a in ladder.arrows if a.kind == "rtp"}) >= 1
     assert [a for a in ladder.arrows if a.kind == "rtp" and a.dst == "p2005"]
+
+
+def test_a_call_inside_one_lan_has_its_router_on_the_right() -> None:
+    from analysis.ladder import columns
+    from topology.plan import load_plan
+
+    plan = load_plan(RUN / "config.toml")
+    keys = [k for k, _ in columns(plan, "2001", ["2005"], server=True)]
+    assert keys == ["p2001", "pbx1", "p2005", "r1-lan", "r1-wan", SERVER]

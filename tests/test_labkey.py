@@ -3,9 +3,11 @@ the stored run covers is answered, and every frame and figure it quotes is what 
 the run's pcaps."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from helpers import requires
 from natlab import pipeline
 from report import labkey
 
+# tshark reads $HOME/.config/wireshark; as nobody with root's HOME it crashes
+TSHARK_ENV = {**os.environ, "HOME": tempfile.gettempdir()}
 FRAME_REF = re.compile(r"([\w-]+\.pcap) frame (\d+)")
 SIP_WORDS = ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "200 OK", "404", "180 Ringing")
 PORT = re.compile(r"\bport (\d+)")
@@ -53,7 +57,7 @@ def test_every_quoted_frame_shows_what_the_key_says(key: tuple[Path, str]) -> No
                 folder = _scenario_folder(rundir, line)
                 decoded = subprocess.run(
                     ["tshark", "-r", str(folder / pcap), "-Y", f"frame.number=={frame}", "-V"],
-                    capture_output=True, text=True, timeout=60, check=True).stdout
+                    capture_output=True, text=True, timeout=60, check=True, env=TSHARK_ENV).stdout
                 proto = re.search(r"\[Protocols in frame: ([^\]]+)\]", decoded)
                 assert proto and any(p in proto[1] for p in (":sip", ":rtp", ":stun")), \
                     (pcap, frame)
@@ -97,5 +101,5 @@ def test_rtp_counts_equal_the_phones_captures(key: tuple[Path, str]) -> None:
                               f"rtp and not icmp and ip.dst=={ip} and rtp.p_type==0",
                               "-T", "fields",
                               "-e", "frame.number"], capture_output=True, text=True,
-                             timeout=60, check=True).stdout.split()
+                             timeout=60, check=True, env=TSHARK_ENV).stdout.split()
         assert len(out) == int(want), (ext, len(out), want)

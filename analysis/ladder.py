@@ -219,21 +219,26 @@ def _same_target(caps: Captures, call_id: str, phones: dict[str, str]) -> set[st
 
 
 def _crossings(plan: Plan, arrows: list[Arrow]) -> None:
-    """For each message that entered a router on one side and left on the other, what the
-    NAT changed in the header; for one that entered the WAN side and never left, the drop."""
+    """For each message that entered a router on one side and left on the other (or, sent to
+    the router's own public address from its LAN, came back into the LAN: a hairpin), what the
+    NAT changed in the header; for one that entered and never left, the drop."""
     by_ident: dict[tuple[object, ...], list[Arrow]] = {}
     for a in arrows:
         by_ident.setdefault(a.ident, []).append(a)
     for lan in plan.lans:
-        for inside, outside in ((lan_side(lan), wan_side(lan)), (wan_side(lan), lan_side(lan))):
-            for a in arrows:
-                if a.dst != inside:
-                    continue
-                out = [b for b in by_ident[a.ident] if b.src == outside]
-                if out:
-                    out[0].nat = _rewrite(lan.router_name, a.seen[0], out[0].seen[0])
-                elif inside == wan_side(lan) and a.kind in ("sip", "rtp"):
-                    a.dropped = f"{lan.router_name} forwarded none of it into LAN{lan.index}"
+        lan_in, wan_in = lan_side(lan), wan_side(lan)
+        for a in arrows:
+            if a.dst not in (lan_in, wan_in):
+                continue
+            hairpin = a.dst == lan_in and a.seen[0].dst.startswith(f"{lan.wan_ip}:")
+            other = wan_in if a.dst == lan_in and not hairpin else lan_in
+            out = [b for b in by_ident[a.ident] if b.src == other and b is not a]
+            if out:
+                out[0].nat = _rewrite(lan.router_name, a.seen[0], out[0].seen[0]) + \
+                    (" (hairpin)" if hairpin else "")
+            elif a.kind in ("sip", "rtp") and (a.dst == wan_in or hairpin):
+                a.dropped = f"{lan.router_name} forwarded none of it into LAN{lan.index}" + \
+                    (" (no hairpin)" if hairpin else "")
 
 
 def _rewrite(router: str, before: Seen, after: Seen) -> str:

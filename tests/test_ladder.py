@@ -185,3 +185,22 @@ def test_a_call_inside_one_lan_has_its_router_on_the_right() -> None:
     plan = load_plan(RUN / "config.toml")
     keys = [k for k, _ in columns(plan, "2001", ["2005"], server=True)]
     assert keys == ["p2001", "pbx1", "p2005", "r1-lan", "r1-wan", SERVER]
+
+
+def test_hairpin_shows_the_router_turning_rtp_back_or_not() -> None:
+    """A call inside LAN1 with STUN: each phone sends to the other's public mapping, i.e. to
+    r1's own public address (stored real run, 2026-12-03)."""
+    run = ROOT / "tests" / "data" / "run-hairpin"
+    analysis = pipeline.analyse(run)
+    (_, off), = analysis.ladders["381_hairpin_off"]
+    (_, on), = analysis.ladders["382_hairpin_on"]
+    assert [k for k, _ in on.columns][:5] == ["p2001", "pbx1", "p2005", "r1-lan", "r1-wan"]
+    sent = [a for a in off.arrows if a.kind == "rtp" and a.dst == "r1-lan"]
+    assert len(sent) == 2 and all(a.seen[0].dst.startswith("203.0.113.2:") for a in sent)
+    assert {a.dropped for a in sent} == {"r1 forwarded none of it into LAN1 (no hairpin)"}
+    assert not [a for a in off.arrows if a.kind == "rtp" and a.src == "r1-lan"]
+    back = [a for a in on.arrows if a.kind == "rtp" and a.src == "r1-lan"]
+    assert {a.dst for a in back} == {"p2001", "p2005"}
+    for a in back:
+        assert a.nat.startswith("r1 rewrote source 192.168.1.") and a.nat.endswith("(hairpin)")
+        assert a.seen[0].src.startswith("203.0.113.2:") and a.count >= 140

@@ -61,6 +61,7 @@ class Analysis:
     verdicts: list[Verdict] = field(default_factory=list)
     qos: list[QosScenario] = field(default_factory=list)
     ladders: dict[str, list[tuple[str, Ladder]]] = field(default_factory=dict)  # per scenario
+    descriptions: dict[str, str] = field(default_factory=dict)  # per scenario, plan's phones
 
 
 def _phones(plan: Plan) -> list[str]:
@@ -246,6 +247,7 @@ def analyse(rundir: Path, names: list[str] | None = None) -> Analysis:
             out.verdicts.append(error_verdict(Subject(name, False, "none", "works"), str(exc)))
             continue
         ladders: list[tuple[str, Ladder]] = []
+        out.descriptions[name] = sc.description
         try:
             verdict, qos = analyse_scenario(rundir, plan, sc, ladders)
         except Exception as exc:  # one scenario's failure must not lose the others
@@ -270,6 +272,7 @@ def report(rundir: Path, analysis: Analysis) -> None:
             (folder / "verdict.json").write_text(json.dumps(v.as_dict(), indent=2) + "\n")
         for label, ladder in analysis.ladders.get(v.name, []):
             draw_ladder(ladder, f"{v.name} {label}", folder / "ladders" / label)
+    plan = load_plan(rundir / CONFIG_FILE)
     write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos)
-              + matrix.overhead(analysis.verdicts, analysis.qos), hide)
-    write_html(rundir, load_plan(rundir / CONFIG_FILE), analysis.verdicts, analysis.meta, hide)
+              + matrix.overhead(analysis.verdicts, analysis.qos), hide, plan)
+    write_html(rundir, plan, analysis.verdicts, analysis.meta, hide, analysis.descriptions)

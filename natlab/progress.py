@@ -36,10 +36,15 @@ class Progress:
         stop = threading.Event()
         t0 = time.monotonic()
 
+        def draw() -> None:
+            self.stream.write("\r\x1b[K" + render(time.monotonic() - t0))
+            self.stream.flush()
+
         def tick() -> None:
             while not stop.wait(TICK_S):
-                self.stream.write("\r\x1b[K" + render(time.monotonic() - t0))
-                self.stream.flush()
+                draw()
+
+        draw()  # at once, then every tick
 
         thread = threading.Thread(target=tick, daemon=True)
         thread.start()

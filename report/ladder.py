@@ -1,21 +1,26 @@
 """Draw a ladder (analysis.ladder): plain text for the terminal, SVG and PNG for the report.
 
-One column per node; an arrow per message and segment, labelled with what it is and the
-frame that shows it; an arrow that ends nowhere stops short with a cross; payload fields that
-still carry a private address after a NAT are written in red under the arrow.
+One column per node (a router has two: its LAN and its WAN side); an arrow per message and
+segment, labelled with what it is and the frame that shows it; an arrow that ends nowhere stops
+short with a cross; what a NAT rewrote in the header is written under the arrow that left it,
+and payload fields that still carry a private address after a NAT are written in red.
 """
 from __future__ import annotations
 
 import html
+import json
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from analysis.ladder import NOWHERE, Arrow, Ladder
 
-COL = 16  # text column width
-SVG_COL = 150
-SVG_ROW = 34
+COL = 15  # text column width
+SVG_COL = 140
+SVG_ROW = 54
 SVG_TOP = 60
 PRIVATE = "#c0392b"
+NAT = "#6a1b9a"  # what a router rewrote
 COLOURS = {"sip": "#1f4e79", "rtp": "#2e7d32", "stun": "#8e6c00"}
 
 
@@ -56,21 +61,30 @@ def text(ladder: Ladder, t0: float | None = None) -> str:
         label = _label(a)
         start = max(0, min(lo + 2, width - len(label)))
         head = [" "] * width
-        head[start:start + len(label)] = list(label)
         for i in range(len(ladder.columns)):
-            pos = i * COL + COL // 2
-            if head[pos] == " ":
-                head[pos] = "|"
+            head[i * COL + COL // 2] = "|"
+        head[start - 1:start + len(label) + 1] = list(f" {label} ")
         out.append(" " * 9 + "".join(head).rstrip())
         note = f"{a.seen[0].src} > {a.seen[0].dst}  {a.frames}"
         if a.last:
             note += "; last " + ", ".join(f"{s.capture} #{s.frame}" for s in a.last)
-        if a.dst == NOWHERE:
-            note += f"; to {a.seen[0].dst}: a private address, unroutable"
-        if a.private:
-            note += "; still private: " + ", ".join(a.private)
+        for extra in _notes(a):
+            note += "; " + extra
         out.append(f"{a.time - t0:8.3f} " + "".join(line).rstrip() + "   " + note)
     return "\n".join(out) + "\n"
+
+
+def _notes(a: Arrow) -> list[str]:
+    """What the arrow teaches beyond its label: the NAT's rewrite, where it ended, what
+    payload fields are still private."""
+    out = [a.nat] if a.nat else []
+    if a.dst == NOWHERE:
+        out.append(f"to {a.seen[0].dst}: a private address, unroutable")
+    if a.dropped:
+        out.append(a.dropped)
+    if a.private:
+        out.append("still private: " + ", ".join(a.private))
+    return out
 
 
 def svg(ladder: Ladder, title: str) -> str:
@@ -108,36 +122,50 @@ def _svg_arrow(ladder: Ladder, a: Arrow, y: int, t0: float) -> list[str]:
         x2 = 40 + _x(ladder, a.dst) * SVG_COL + SVG_COL // 2
     colour = COLOURS.get(a.kind, "#333")
     label = _label(a)
-    out = [f'<text x="4" y="{y + 4}" fill="#888" font-size="9">{a.time - t0:.3f}</text>',
+    out = ['<g><title>' + html.escape(a.seen[0].src + " -> " + a.seen[0].dst + "; "
+                                      + a.frames) + '</title>',
+           f'<text x="4" y="{y + 4}" fill="#888" font-size="9">{a.time - t0:.3f}</text>',
            f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{colour}" stroke-width="1.6"'
            + (' marker-end="url(#head)"/>' if a.dst != NOWHERE else "/>"),
            f'<text x="{(x1 + x2) // 2}" y="{y - 4}" text-anchor="middle" fill="{colour}">'
-           f'{html.escape(label)}</text>',
-           f'<title>{html.escape(a.seen[0].src + " -> " + a.seen[0].dst + "; " + a.frames)}'
-           '</title>']
-    if a.dst == NOWHERE:
-        out.append(f'<text x="{x2}" y="{y + 4}" text-anchor="middle" fill="{PRIVATE}" '
+           f'{html.escape(label)}</text>']
+    mid = (x1 + x2) // 2
+    if a.dst == NOWHERE or a.dropped:
+        xe = x2 if a.dst == NOWHERE else x2 + (6 if x2 > x1 else -6)
+        out.append(f'<text x="{xe}" y="{y + 4}" text-anchor="middle" fill="{PRIVATE}" '
                    f'font-weight="bold">X</text>')
-        out.append(f'<text x="{x2}" y="{y + 14}" text-anchor="middle" fill="{PRIVATE}" '
-                   f'font-size="9">to {html.escape(a.seen[0].dst)}: unroutable</text>')
-    note = "#" + a.seen[0].capture + " " + str(a.seen[0].frame)
+    frames = ", ".join(f"{s.capture} #{s.frame}" for s in a.seen)
+    if a.last:
+        frames += " .. " + ", ".join(f"#{s.frame}" for s in a.last)
+    under = [(frames, "#666")] + ([(a.nat, NAT)] if a.nat else [])
+    if a.dst == NOWHERE:
+        under.append((f"to {a.seen[0].dst}: private, unroutable", PRIVATE))
+    if a.dropped:
+        under.append((a.dropped, PRIVATE))
     if a.private:
-        out.append(f'<text x="{(x1 + x2) // 2}" y="{y + 12}" text-anchor="middle" '
-                   f'fill="{PRIVATE}" font-size="9">private: '
-                   f'{html.escape(", ".join(a.private))}</text>')
-    elif a.dst != NOWHERE:
-        out.append(f'<text x="{(x1 + x2) // 2}" y="{y + 12}" text-anchor="middle" '
-                   f'fill="#777" font-size="9">{html.escape(note)}</text>')
+        under.append(("still private: " + ", ".join(a.private), PRIVATE))
+    for i, (line, colour_) in enumerate(under[:4]):
+        out.append(f'<text x="{mid}" y="{y + 11 + 10 * i}" text-anchor="middle" '
+                   f'fill="{colour_}" font-size="9">{html.escape(line)}</text>')
+    out.append("</g>")
     return out
 
 
+def as_json(ladder: Ladder) -> dict[str, Any]:
+    """The ladder as data (the lab key quotes its arrows)."""
+    return {"columns": [{"node": k, "label": v} for k, v in ladder.columns],
+            "arrows": [{k: v for k, v in asdict(a).items() if k != "ident"}
+                       for a in ladder.arrows]}
+
+
 def write(ladder: Ladder, title: str, stem: Path) -> list[Path]:
-    """stem.svg, stem.png (rendered from the same drawing) and stem.txt."""
+    """stem.svg, stem.png (rendered from the same drawing), stem.txt and stem.json."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     doc = svg(ladder, title)
     stem.with_suffix(".svg").write_text(doc)
     stem.with_suffix(".txt").write_text(text(ladder))
-    paths = [stem.with_suffix(".svg"), stem.with_suffix(".txt")]
+    stem.with_suffix(".json").write_text(json.dumps(as_json(ladder), indent=1) + "\n")
+    paths = [stem.with_suffix(".svg"), stem.with_suffix(".txt"), stem.with_suffix(".json")]
     png = _png(ladder, title, stem.with_suffix(".png"))
     return paths + ([png] if png else [])
 
@@ -166,9 +194,9 @@ def _png(ladder: Ladder, title: str, path: Path) -> Path | None:
         if a.dst == NOWHERE:
             ax.text(x2, row, "X", color=PRIVATE, ha="center", va="center", fontsize=8)
         ax.text((x1 + x2) / 2, row - 0.18, a.label, ha="center", fontsize=6, color=colour)
-        if a.private:
-            ax.text((x1 + x2) / 2, row + 0.32, "private: " + ", ".join(a.private),
-                    ha="center", fontsize=5, color=PRIVATE)
+        for i, line in enumerate(_notes(a)[:2]):
+            ax.text((x1 + x2) / 2, row + 0.08 + 0.2 * i, line, ha="center", va="top",
+                    fontsize=5, color=PRIVATE if i or not a.nat else NAT)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from analysis.verdict import Verdict
-from report import matrix
+from report import bindings, matrix
+from topology.plan import Plan
 
 HEADER = ("scenario", "stun", "trunk", "verdict", "expected", "RTP rx caller", "RTP rx callee")
 
@@ -46,7 +47,8 @@ def _state(meta: dict[str, Any]) -> list[str]:
     return []
 
 
-def markdown(verdicts: list[Verdict], meta: dict[str, Any], hidden: bool = False) -> str:
+def markdown(verdicts: list[Verdict], meta: dict[str, Any], hidden: bool = False,
+             rundir: Path | None = None, plan: Plan | None = None) -> str:
     wall = meta.get("wall_s")
     out = [f"# natlab run {meta['run_id']}", "", *_state(meta),
            f"Host {meta.get('host')}, kernel {meta.get('kernel')}, config `{meta.get('config')}`, "
@@ -73,13 +75,20 @@ def markdown(verdicts: list[Verdict], meta: dict[str, Any], hidden: bool = False
         out.append("")
         out += [f"- {line}" for line in v.evidence]
         out.append("")
+        if rundir is not None and plan is not None:
+            out += bindings.markdown(plan, rundir / v.name)
+            ladders = sorted((rundir / v.name / "ladders").glob("*.txt"))
+            if ladders:
+                out += ["Ladders (text; SVG and PNG beside them): " + ", ".join(
+                    f"`{p.relative_to(rundir).as_posix()}`" for p in ladders) + ".", ""]
     return "\n".join(out)
 
 
 def write_run(rundir: Path, verdicts: list[Verdict], meta: dict[str, Any],
-              extra_md: list[str] | None = None, hidden: bool = False) -> None:
+              extra_md: list[str] | None = None, hidden: bool = False,
+              plan: Plan | None = None) -> None:
     (rundir / "summary.json").write_text(json.dumps(summary(verdicts, meta), indent=2) + "\n")
-    text = markdown(verdicts, meta, hidden)
+    text = markdown(verdicts, meta, hidden, rundir, plan)
     if extra_md and not hidden:
         text += "\n" + "\n".join(extra_md) + "\n"
     (rundir / "report.md").write_text(text)

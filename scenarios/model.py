@@ -253,7 +253,14 @@ def _pair(where: str, value: Any, plan: Plan) -> tuple[str, str]:
 
 
 def load_scenario(path: Path, plan: Plan) -> Scenario:
-    return parse_scenario(path, read_toml(path, "scenario"), plan)
+    try:
+        return parse_scenario(path, read_toml(path, "scenario"), plan)
+    except ConfigError as exc:  # name the file, e.g. a phone the plan in use does not have
+        if str(exc).startswith(path.name) or str(path) in str(exc):
+            raise
+        hint = (f" (the scenario names it; the address plan {plan.source} has no such phone)"
+                if "not a phone of any LAN" in str(exc) else "")
+        raise ConfigError(f"{path.name}: {exc}{hint}") from None
 
 
 def select(plan: Plan, set_name: str = "default", names: list[str] | None = None,

@@ -3,7 +3,9 @@
 While the first round runs: RFC 5780 discovery (coturn's turnutils_natdiscovery) from a phone
 of each LAN that is not in the call, and, halfway through the media, each router's conntrack
 table; after the round, the WAN firewall's drop counters. All of it goes to nat.json (plus the
-raw discovery output and each router's rules), so analysis needs nothing else.
+raw discovery output and each router's rules), so analysis needs nothing else. A scenario
+without a NAT setting still records the conntrack tables mid-call, in conntrack.json (the
+report's NAT binding tables).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from topology.plan import Lan, Plan, phone_name
 from topology.router import sip_alg_params
 
 FILE = "nat.json"
+BINDINGS = "conntrack.json"
 CALL_SETUP_S = 2.0  # registration and INVITE before the media starts
 TESTS = {"mapping": "m", "filtering": "f", "hairpin": "H"}
 
@@ -50,7 +53,8 @@ def measured(d: Discovery) -> dict[str, Any]:
 def watch(net: Any, plan: Plan, sc: Scenario, outdir: Path, busy: set[str]) -> Iterator[None]:
     """Around the first round of a scenario with a NAT setting; a no-op otherwise."""
     if not sc.nat and not sc.measure:
-        yield
+        with bindings(net, plan, sc, outdir):
+            yield
         return
     nat = dict(sc.nat)
     results: dict[str, Discovery | str] = {}
@@ -66,11 +70,7 @@ def watch(net: Any, plan: Plan, sc: Scenario, outdir: Path, busy: set[str]) -> I
             results[lan.name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
     def snapshot() -> None:
-        for lan in plan.lans:
-            try:
-                tables[lan.name] = read_conntrack(net.host(lan.router_name))
-            except Exception as exc:
-                tables[lan.name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _snapshot(net, plan, tables)
 
     workers = [threading.Thread(target=discover, args=(lan,), daemon=True)
                for lan in plan.lans] if tests else []
@@ -89,6 +89,36 @@ def watch(net: Any, plan: Plan, sc: Scenario, outdir: Path, busy: set[str]) -> I
                             wan_drops(net.host(lan.router_name), f"{lan.router_name}-wan").items()}
                  for lan in plan.lans}
         _write(outdir, plan, net, nat, results, tables, drops)
+
+
+def _snapshot(net: Any, plan: Plan, tables: dict[str, list[Entry] | str]) -> None:
+    for lan in plan.lans:
+        try:
+            tables[lan.name] = read_conntrack(net.host(lan.router_name))
+        except Exception as exc:
+            tables[lan.name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@contextmanager
+def bindings(net: Any, plan: Plan, sc: Scenario, outdir: Path) -> Iterator[None]:
+    """Each router's conntrack table halfway through the first round's media, only."""
+    tables: dict[str, list[Entry] | str] = {}
+    timer = threading.Timer(CALL_SETUP_S + sc.duration_s / 2, _snapshot, (net, plan, tables))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join(timeout=15.0)
+        routers = {}
+        for lan in plan.lans:
+            table = tables.get(lan.name, "not taken: the round ended before mid-call")
+            routers[lan.name] = {
+                "router": lan.router_name,
+                "conntrack": [asdict(e) for e in table] if isinstance(table, list) else [],
+                "conntrack_error": table if isinstance(table, str) else None}
+        (outdir / BINDINGS).write_text(json.dumps({"routers": routers}, indent=2) + "\n")
 
 
 def _write(outdir: Path, plan: Plan, net: Any, nat: dict[str, NatOptions],

@@ -32,6 +32,7 @@ def test_verdicts_hidden_until_graded(tmp_path: Path) -> None:
     page, md = (rundir / "report.html").read_text(), (rundir / "report.md").read_text()
     assert 'class="works"' not in page and 'class="fails"' not in page
     assert "hidden until you predict" in page
+    assert "<img " not in page and "NAT bindings" not in page  # ladders give verdicts away
     assert "works" not in md.split("| scenario")[1] and "natlab grade" in md
     template = (rundir / "predictions.toml").read_text()
     assert template.count(' = ""') == 13

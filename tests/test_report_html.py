@@ -63,3 +63,16 @@ def test_frame_references_link_to_the_captures(page: Path) -> None:
         assert (page.parent / href).is_file(), href
     for img in re.findall(r'<img src="([^"]+)"', text):
         assert (page.parent / img).is_file(), img
+
+
+def test_first_screen_is_the_verdict_table(page: Path) -> None:
+    """What a student sees first: the run's name, a one-line count, then the verdict table with
+    what each scenario does (the plan's phones) and its WAN profile; details come later."""
+    text = page.read_text()
+    body = text.split("<body>", 1)[1]
+    heads = re.findall(r"<h2[^>]*>([^<]+)", body)
+    assert heads[0] == "Verdicts" and heads.index("The network") > 0
+    assert body.index('<table id="summary">') < body.index("<pre>") < body.index("About this run")
+    assert re.search(r"13 scenario\(s\): 5 work, 8 fail; 12 as the paper predicts", body)
+    row = re.search(r'<tr><td><a href="#006_call_stun_nataware">.*?</tr>', body)
+    assert row and "1002 -&gt; 2005, STUN, NAT-aware trunk" in row[0] and "<td>clean</td>" in row[0]

@@ -9,6 +9,7 @@ from mininet.net import Mininet
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
+from natlab import spawn
 from topology.nat import NatOptions, RouterIfaces, RouterRules
 from topology.plan import Lan, Plan, phone_name
 from topology.router import (
@@ -30,6 +31,14 @@ def _root_sysctl(key: str, value: str) -> None:
     path = Path("/proc/sys") / key.replace(".", "/")
     if path.exists():
         path.write_text(value)
+
+
+class NatlabHost(Host):
+    """A Mininet host whose processes (its shell, everything `popen` starts in it) die with
+    natlab and are recorded for cleanup (natlab.spawn)."""
+
+    def _popen(self, cmd: list[str], **params: Any) -> Any:
+        return spawn.popen(cmd, **params)
 
 
 class Network:
@@ -58,7 +67,7 @@ class Network:
     def start(self) -> None:
         setLogLevel("error")
         self.net = Mininet(topo=NatLabTopo(plan=self.plan), controller=None,
-                           switch=LinuxBridge, host=Host, autoSetMacs=True,
+                           switch=LinuxBridge, host=NatlabHost, autoSetMacs=True,
                            autoStaticArp=False, build=False, waitConnected=False)
         self.net.build()
         self.net.start()

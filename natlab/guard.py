@@ -123,6 +123,15 @@ def leftover_links() -> list[str]:
     return [n for n in names if n in SWITCHES or n.startswith(tuple(f"{s}-eth" for s in SWITCHES))]
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie is dead: only its parent, maybe not us, can reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def kill_all(pids: list[int], grace: float = 2.0,
              first: signal.Signals = signal.SIGTERM) -> None:
     for sig in dict.fromkeys((first, signal.SIGKILL)):
@@ -132,7 +141,7 @@ def kill_all(pids: list[int], grace: float = 2.0,
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
             time.sleep(0.05)
 
 

@@ -58,7 +58,14 @@ class Network:
         self.net: Any = None
 
     def __enter__(self) -> Network:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # Ctrl-C or a failure half-way: take down what was built
+            try:
+                self.stop()
+            except Exception:  # noqa: S110 - natlab.guard.clean_leftovers removes the rest
+                pass
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

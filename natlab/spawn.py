@@ -45,6 +45,7 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     if _depth:
         _pending = signum
         return
+    _pending = None
     raise KeyboardInterrupt(f"signal {signum}")
 
 

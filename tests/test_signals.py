@@ -39,10 +39,12 @@ START_S = 30.0  # deadline for the run folder to appear (interpreter start, pref
 STOP_S = 60.0  # deadline for natlab to exit after the signal
 REAPED_S = 2.0  # SIGKILL: nothing may be left after this
 
-# (what to wait for, then how long to wait before the signal): 10 moments over the scenario,
-# spread over its phases, and one at its end (teardown and report)
+# (what to wait for, then how long to wait before the signal): 10 moments spread over the
+# scenario, two right when captures and agents start (where a tcpdump used to outlive the
+# run), and one at its end (teardown and report)
 MOMENTS = [("run.json", t) for t in (0.0, 0.3, 0.7, 1.1, 1.6, 2.2, 2.9, 3.7, 4.5, 5.3)] + \
-          [(RECORD, 0.0)]
+          [(f"{SCENARIO}/r1-lan.tcpdump.log", 0.0), (f"{SCENARIO}/agents/callee.log", 0.0),
+           (RECORD, 0.0)]
 
 
 def _wait_for(results: Path, name: str, proc: subprocess.Popen[str]) -> None:

@@ -5,10 +5,12 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from natlab.errors import RunFailure
+from natlab.spawn import deferred
 
 
 class CaptureError(RunFailure):
@@ -28,7 +30,7 @@ class Capture:
         # the packets of the last block are lost when tcpdump is stopped
         args = ["tcpdump", "-i", self.intf, "-n", "-U", "--immediate-mode", "-s", "0",
                 "-Z", "root", "-w", str(self.pcap)]
-        with open(self.log, "wb") as log:
+        with open(self.log, "wb") as log, deferred():  # a stop signal waits for self.proc
             self.proc = self.host.popen(args, stdout=log, stderr=log)
 
     def wait_ready(self, timeout: float = 5.0) -> None:
@@ -55,16 +57,14 @@ class Capture:
             proc.wait(timeout)
 
 
-def start_captures(specs: list[tuple[Any, str, Path]]) -> list[Capture]:
-    """Start every capture, then wait for all to be ready (stops them all on failure)."""
+def start_captures(specs: list[tuple[Any, str, Path]], stack: ExitStack) -> list[Capture]:
+    """Start every capture, each one's stop on `stack` before it starts (so Ctrl-C at any
+    moment stops what started), then wait for all to be ready."""
     caps = [Capture(host, intf, path) for host, intf, path in specs]
-    try:
-        for cap in caps:
-            cap.start()
-        for cap in caps:
-            cap.wait_ready()
-    except BaseException:
-        for cap in caps:
-            cap.stop()
-        raise
+    for cap in caps:
+        stack.callback(cap.stop)
+    for cap in caps:
+        cap.start()
+    for cap in caps:
+        cap.wait_ready()
     return caps

@@ -11,6 +11,7 @@ from natlab.constants import STUN_PORT
 from natlab.errors import InputError, NatlabError
 from natlab.guard import AlreadyRunning, RunLock, clean_leftovers, is_locked, raise_on_term
 from natlab.preflight import preflight
+from natlab.reaper import Reaper
 from report import labkey, quiz
 from report.write import new_run_dir, text_table
 from scenarios.model import TRUNKS, available_sets, select
@@ -141,6 +142,7 @@ def cmd_cli(args: argparse.Namespace) -> int:
     lock = RunLock()
     results = Path(args.results).resolve()
     lock.acquire(results, _phones(plan))  # every process of the run names a path under it
+    reaper = Reaper(lock)  # cleans up at once if natlab is killed (SIGKILL)
     rundir = new_run_dir(results)
     raise_on_term()
     try:
@@ -154,6 +156,7 @@ def cmd_cli(args: argparse.Namespace) -> int:
             CLI(net.net, script=args.script)
     finally:
         clean_leftovers(lock.state_file)
+        reaper.stop()
         lock.release()
     return 0
 

@@ -2,7 +2,8 @@
 
 Every process a run starts has the run folder in its command line (config, log or report
 path), and every namespace shell is `mininet:<node>`; cleanup finds them by that, so even a
-run killed with SIGKILL can be cleaned by `natlab clean`.
+run killed with SIGKILL can be cleaned by `natlab clean` (or by natlab.reaper, at once). Within
+the run, cleanup also stops every child natlab.spawn recorded that is still alive.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
+from natlab import spawn
 from natlab.constants import INFRA_NODES, SWITCHES
 from natlab.errors import InputError
 
@@ -122,23 +123,35 @@ def leftover_links() -> list[str]:
     return [n for n in names if n in SWITCHES or n.startswith(tuple(f"{s}-eth" for s in SWITCHES))]
 
 
-def kill_all(pids: list[int], grace: float = 2.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def _alive(pid: int) -> bool:
+    """Running (a zombie is dead: only its parent, maybe not us, can reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def kill_all(pids: list[int], grace: float = 2.0,
+             first: signal.Signals = signal.SIGTERM) -> None:
+    for sig in dict.fromkeys((first, signal.SIGKILL)):
         for pid in pids:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
             time.sleep(0.05)
 
 
-def clean_leftovers(state_file: Path = STATE_DIR / "state.json") -> list[str]:
+def clean_leftovers(state_file: Path = STATE_DIR / "state.json",
+                    first: signal.Signals = signal.SIGTERM) -> list[str]:
     """Remove what a dead run left: processes, bridges, veths. Returns what was removed."""
     state = read_state(state_file)
     pids = our_processes(state.rundir if state else None, state.phones if state else [])
-    kill_all(pids)
+    pids += [p for p in spawn.live_children() if p not in pids]
+    kill_all(pids, first=first)
     links = leftover_links()
     for name in sorted(links, key=lambda n: n in SWITCHES):  # ports first, then bridges
         subprocess.run(["ip", "link", "del", name], capture_output=True)
@@ -147,8 +160,6 @@ def clean_leftovers(state_file: Path = STATE_DIR / "state.json") -> list[str]:
 
 
 def raise_on_term() -> None:
-    """SIGTERM/SIGHUP behave like Ctrl-C, so `finally` blocks tear everything down."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGHUP, handler)
+    """SIGTERM/SIGHUP behave like Ctrl-C, so `finally` blocks tear everything down (deferred
+    while natlab.spawn starts a child)."""
+    spawn.install()

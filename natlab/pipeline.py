@@ -28,6 +28,8 @@ from natlab.errors import AnalysisError, InputError, NatlabError, RunFailure
 from natlab.guard import RunLock, clean_leftovers, raise_on_term
 from natlab.preflight import preflight
 from natlab.progress import Progress
+from natlab.reaper import Reaper
+from natlab.spawn import deferred
 from natlab.versions import versions
 from report import matrix, quiz
 from report.html import write_html
@@ -96,18 +98,20 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
     from scenarios.runner import credentials, run_scenario  # needs Mininet: only when running
 
     progress = progress or Progress()
+    raise_on_term()  # SIGTERM/SIGHUP stop the run as Ctrl-C does
     preflight(tools_needed(scenarios))
-    lock = RunLock()
-    lock.acquire(results, _phones(plan))  # every process of the run names a path under it
-    rundir = new_run_dir(results)
-    meta = _freeze(rundir, plan, scenarios, sets)
-    meta["quiz"] = quiz_run
-    creds = credentials(plan, scenarios)
-    write_credentials(rundir / CREDENTIALS_FILE, creds)  # 0600; never in a report
-    raise_on_term()
-    started = time.monotonic()
+    lock, reaper = RunLock(), None
     interrupted, failure = False, None
+    started = time.monotonic()
     try:
+        with deferred():  # a stop signal waits until the run is set up and its folder marked
+            lock.acquire(results, _phones(plan))  # every process of the run names a path under it
+            reaper = Reaper(lock)  # cleans up at once if natlab is killed (SIGKILL)
+            rundir = new_run_dir(results)
+            meta = _freeze(rundir, plan, scenarios, sets)
+            meta["quiz"] = quiz_run
+            creds = credentials(plan, scenarios)
+            write_credentials(rundir / CREDENTIALS_FILE, creds)  # 0600; never in a report
         for sc in scenarios:
             progress.line(f"natlab: {sc.name}: {sc.description} ...")
             rec = run_scenario(plan, sc, rundir / sc.name, creds, progress)
@@ -118,18 +122,41 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
     except RunFailure as exc:
         failure = str(exc)
     finally:
-        left = clean_leftovers(lock.state_file)
-        lock.release()
-        if left:
-            print(f"natlab: removed leftovers: {', '.join(left)}", file=sys.stderr)
+        interrupted = _tear_down(lock, reaper) or interrupted
+    if reaper is None:  # stopped before the run took its lock: nothing started
+        raise KeyboardInterrupt
     meta.update(ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 wall_s=round(time.monotonic() - started, 2),
                 complete=not interrupted and failure is None, interrupted=interrupted,
                 failure=failure)
     _write_meta(rundir, meta)
-    analysis = analyse(rundir)
-    report(rundir, analysis)
+    try:
+        analysis = analyse(rundir)
+        report(rundir, analysis)
+    except KeyboardInterrupt:  # stopped while reporting: report again, marked, undisturbed
+        interrupted = True
+        meta.update(complete=False, interrupted=True)
+        _write_meta(rundir, meta)
+        with deferred():
+            analysis = analyse(rundir)
+            report(rundir, analysis)
     return Outcome(rundir, analysis.verdicts, interrupted, failure)
+
+
+def _tear_down(lock: RunLock, reaper: Reaper | None) -> bool:
+    """Remove what the run left, let the reaper go, release the lock; a further stop signal
+    waits until this is done. True if one came."""
+    try:
+        with deferred():
+            left = clean_leftovers(lock.state_file) if lock.fh is not None else []
+            if reaper is not None:
+                reaper.stop()
+            lock.release()
+            if left:
+                print(f"natlab: removed leftovers: {', '.join(left)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return True
+    return False
 
 
 AGENT_TOOLS = {"baresip": "baresip", "linphone": "linphonec"}

@@ -152,8 +152,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
                         _round_line(sc, rnd, len(calls))):
                     specs = [(net.host(node), intf, rdir / f"{key}.pcap")
                              for node, intf, key in capture_points(plan, phones)]
-                    for cap in start_captures(specs):
-                        round_stack.callback(cap.stop)
+                    start_captures(specs, round_stack)
                     kind.run_round(RoundContext(round_stack, net, plan, sc, outdir, creds),
                                    calls)
                 rec.calls += [_record(sc, c, outdir, time.monotonic() - (

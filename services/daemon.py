@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from natlab.errors import RunFailure
+from natlab.spawn import deferred
 from services.host import Host
 
 POLL_INTERVAL = 0.05  # seconds between readiness attempts inside a deadline loop
@@ -75,10 +76,11 @@ class Daemon(abc.ABC):
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self._log_start = log.tell()
             try:
-                self._proc = self.host.popen(
-                    self.command(), stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, cwd=str(self.workdir),
-                )
+                with deferred():  # a stop signal waits until the process is recorded
+                    self._proc = self.host.popen(
+                        self.command(), stdin=subprocess.DEVNULL, stdout=log,
+                        stderr=subprocess.STDOUT, cwd=str(self.workdir),
+                    )
             except OSError as exc:
                 raise DaemonError(f"{self.name}: cannot start: {exc}") from exc
 

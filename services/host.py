@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from typing import Any, Protocol
 
+from natlab import spawn
+
 
 class Host(Protocol):
     """A place to run commands, e.g. a Mininet node (its ``popen`` enters the node's namespace)."""
@@ -24,4 +26,4 @@ class LocalHost:
         # Like Mininet's `mnexec -d`: own session, so a terminal's Ctrl-C is not forwarded.
         kwargs.setdefault("start_new_session", True)
         kwargs.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen(args, **kwargs)
+        return spawn.popen(args, **kwargs)  # dies with natlab, as on a Mininet host

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,10 @@ from natlab.guard import leftover_links, our_processes
 from services.daemon import Daemon
 
 REPO = Path(__file__).resolve().parent.parent
-DAEMONS = "kamailio|turnserver|agents.sipagent|tcpdump"
+# what a run starts in its namespaces: daemons, captures, agents (pjsua2, baresip, linphonec),
+# probes, and mnexec (a child between its fork and its exec)
+DAEMONS = ("kamailio|turnserver|rtpengine|tcpdump|agents\\.|baresip|linphonec|turnutils_|"
+           "services\\.probe|topology\\.conntrack|impair\\.nfq|mnexec")
 POLL_S = 0.05  # how often a wait looks again; never a synchronisation by itself
 
 READY_S = 5.0  # a daemon's readiness deadline in the tests
@@ -66,6 +70,26 @@ def running(daemon: D, ready_s: float = READY_S) -> Iterator[D]:
         daemon.stop()
 
 
+def start_run(results: Path, scenario: str) -> subprocess.Popen[str]:
+    """`natlab run --scenario` in its own process group (as from a terminal: Ctrl-C is
+    os.killpg(proc.pid, SIGINT)), output kept."""
+    return subprocess.Popen([sys.executable, "-m", "natlab", "run", "--scenario", scenario,
+                             "--results", str(results)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO)
+
+
+def reaper_of(pid: int) -> int | None:
+    """The natlab.reaper child of a natlab run (natlab/reaper.py), if it runs."""
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"natlab.reaper" in cmd:
+            return int(child)
+    return None
+
+
 def kill_all(procs: list[subprocess.Popen[Any]]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -92,9 +116,13 @@ def namespaced_daemons() -> list[str]:
     return found
 
 
+def leftovers(phones: list[str]) -> list[str]:
+    """What a run left behind: bridges and veths, namespace shells, namespaced processes."""
+    return ([f"link {n}" for n in leftover_links()]
+            + [f"shell {p}" for p in our_processes(None, phones)]
+            + [f"process {p}" for p in namespaced_daemons()])
+
+
 def assert_nothing_left(phones: list[str]) -> None:
-    assert leftover_links() == [], f"links left behind: {leftover_links()}"
-    procs = our_processes(None, phones)
-    assert procs == [], f"namespace shells left behind: {procs}"
-    daemons = namespaced_daemons()
-    assert daemons == [], f"daemons left behind: {daemons}"
+    left = leftovers(phones)
+    assert left == [], f"left behind: {', '.join(left)}"

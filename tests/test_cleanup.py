@@ -1,4 +1,5 @@
-"""Nothing survives Ctrl-C, SIGKILL + `natlab clean`; a second concurrent run is refused."""
+"""Nothing survives Ctrl-C, SIGKILL of natlab and its reaper + `natlab clean`; a second
+concurrent run is refused. (Stop signals at many moments, SIGKILL alone: test_signals.py.)"""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import assert_nothing_left, requires_root, wait_until
+from helpers import assert_nothing_left, reaper_of, requires_root, start_run, wait_until
 
 from analysis.packets import read_udp
 from natlab.guard import RunLock, is_locked
@@ -18,12 +19,6 @@ pytestmark = requires_root
 PHONES = ["1002", "1005", "2001", "2005"]
 SCENARIO = "006_call_stun_nataware"
 CALLER = "1002"
-
-
-def _start_run(results: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "natlab", "run", "--scenario", SCENARIO,
-                             "--results", str(results)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _rtp_both_ways(results: Path, caller_ip: str) -> bool:
@@ -48,7 +43,7 @@ def _wait_mid_call(results: Path, proc: subprocess.Popen[str], plan: Plan,
 
 
 def test_sigint_mid_call_leaves_nothing(tmp_path: Path, plan: Plan) -> None:
-    proc = _start_run(tmp_path)
+    proc = start_run(tmp_path, SCENARIO)
     try:
         _wait_mid_call(tmp_path, proc, plan)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
@@ -70,19 +65,24 @@ def test_sigint_mid_call_leaves_nothing(tmp_path: Path, plan: Plan) -> None:
 
 
 def test_sigkill_then_clean(tmp_path: Path, plan: Plan) -> None:
-    proc = _start_run(tmp_path)
+    """natlab and its reaper both killed (as by the OOM killer): `natlab clean` is the
+    fallback for what PR_SET_PDEATHSIG does not remove (bridges and their ports)."""
+    proc = start_run(tmp_path, SCENARIO)
     try:
         _wait_mid_call(tmp_path, proc, plan)
+        reaper = reaper_of(proc.pid)
+        assert reaper is not None, "natlab runs no reaper"
     except BaseException:
         os.killpg(proc.pid, signal.SIGINT)  # let natlab undo what it built
         proc.communicate(timeout=40)
         raise
+    os.kill(reaper, signal.SIGKILL)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
     res = subprocess.run([sys.executable, "-m", "natlab", "clean"], capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert "removed pid" in res.stdout  # it really had something to clean
+    assert "link s1" in res.stdout  # the bridges: it really had something to clean
     assert_nothing_left(PHONES)
 
 

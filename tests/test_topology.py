@@ -99,3 +99,39 @@ def test_root_namespace_unreachable(testbed: Any, plan: Plan) -> None:
         host = testbed.net[name]
         for addr in targets:
             assert not ping(host, addr), f"{name} reaches the root namespace at {addr}"
+
+
+OUTSIDE = ("10.255.255.1", "100.64.0.1", "9.9.9.9")  # in no network of the plan
+
+
+def _route_out(testbed: Any, host: Any, addr: str, owners: dict[str, str]) -> str | None:
+    """Follow `ip route get` node by node: None if some node has no route (the packet dies
+    inside the emulation), else how it would leave."""
+    node = host
+    for _ in range(8):
+        out = node.cmd(f"ip -4 route get {addr} 2>&1").strip()
+        words = out.split()
+        if "unreachable" in out:
+            return None
+        if words[:1] != [addr] or "via" not in words:
+            return f"{node.name}: {out}"
+        gw = words[words.index("via") + 1]
+        if gw not in owners:
+            return f"{node.name} sends {addr} to {gw}, outside the emulation"
+        node = testbed.net[owners[gw]]
+    return f"{host.name}: {addr} loops"
+
+
+def test_no_route_out_of_the_emulation(testbed: Any, plan: Plan) -> None:
+    """No emulated host can reach an address outside the emulation: every route toward one
+    ends at a node with no route, and a ping to one from every host gets no answer."""
+    owners = {}
+    for host in testbed.net.hosts:
+        for line in host.cmd("ip -o -4 addr show").splitlines():
+            owners[str(ipaddress.ip_interface(line.split()[3]).ip)] = host.name
+    assert not any(ipaddress.ip_address(a) in n for a in OUTSIDE for n in _plan_nets(plan))
+    for host in testbed.net.hosts:
+        for addr in OUTSIDE:
+            leak = _route_out(testbed, host, addr, owners)
+            assert leak is None, leak
+        assert not ping(host, OUTSIDE[0]), f"{host.name} reaches {OUTSIDE[0]}"

@@ -9,6 +9,7 @@ from mininet.net import Mininet
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
+from natlab import spawn
 from topology.nat import NatOptions, RouterIfaces, RouterRules
 from topology.plan import Lan, Plan, phone_name
 from topology.router import (
@@ -32,6 +33,14 @@ def _root_sysctl(key: str, value: str) -> None:
         path.write_text(value)
 
 
+class NatlabHost(Host):
+    """A Mininet host whose processes (its shell, everything `popen` starts in it) die with
+    natlab and are recorded for cleanup (natlab.spawn)."""
+
+    def _popen(self, cmd: list[str], **params: Any) -> Any:
+        return spawn.popen(cmd, **params)
+
+
 class Network:
     """The running testbed network; use as a context manager so it always comes down."""
 
@@ -49,7 +58,14 @@ class Network:
         self.net: Any = None
 
     def __enter__(self) -> Network:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # Ctrl-C or a failure half-way: take down what was built
+            try:
+                self.stop()
+            except Exception:  # noqa: S110 - natlab.guard.clean_leftovers removes the rest
+                pass
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -58,7 +74,7 @@ class Network:
     def start(self) -> None:
         setLogLevel("error")
         self.net = Mininet(topo=NatLabTopo(plan=self.plan), controller=None,
-                           switch=LinuxBridge, host=Host, autoSetMacs=True,
+                           switch=LinuxBridge, host=NatlabHost, autoSetMacs=True,
                            autoStaticArp=False, build=False, waitConnected=False)
         self.net.build()
         self.net.start()

@@ -288,7 +288,8 @@ def reached(caps: Captures, caller: Phone, callee: Phone, t0: float, label: str)
     ok = [m for m in caps.sip.get(caller.pcap, []) if not m.is_request and m.method == "INVITE"
           and m.status == 200 and m.pkt.dst == caller.ip]
     return [f"{label}: {callee.ext} reachable again: the INVITE reached it at "
-            f"{where(callee.pcap, inv[0])}, {_s(inv[0].pkt.time, t0)} after the fault"
+            f"{where(callee.pcap, inv[0])} (this call's round), {_s(inv[0].pkt.time, t0)} "
+            "after the fault"
             + (f"; 200 OK at {where(caller.pcap, ok[0])}." if ok else "; it was not answered.")]
 
 

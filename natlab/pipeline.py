@@ -29,6 +29,7 @@ from natlab.guard import RunLock, clean_leftovers, raise_on_term
 from natlab.preflight import preflight
 from natlab.progress import Progress
 from natlab.versions import versions
+from report import fault as fault_report
 from report import matrix, quiz
 from report.html import write_html
 from report.ladder import write as draw_ladder
@@ -271,5 +272,6 @@ def report(rundir: Path, analysis: Analysis) -> None:
         for label, ladder in analysis.ladders.get(v.name, []):
             draw_ladder(ladder, f"{v.name} {label}", folder / "ladders" / label)
     write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos)
-              + matrix.overhead(analysis.verdicts, analysis.qos), hide)
+              + matrix.overhead(analysis.verdicts, analysis.qos)
+              + fault_report.markdown(analysis.verdicts), hide)
     write_html(rundir, load_plan(rundir / CONFIG_FILE), analysis.verdicts, analysis.meta, hide)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.verdict import Verdict
+from report import fault as fault_report
 from report import matrix
 from report.topology import diagram
 from topology.plan import Plan
@@ -167,6 +168,9 @@ def write_html(rundir: Path, plan: Plan, verdicts: list[Verdict], meta: dict[str
     for key, rows in nat.items():
         if rows:
             body += [f"<h2>{titles[key]}</h2>", *_rows(rows)]
+    faults = fault_report.rows(verdicts) if not hidden else []
+    if len(faults) > 1:
+        body += ["<h2>Fault timelines</h2>", *_rows(faults)]
     if (rundir / "figures" / "sweep.png").exists():
         body.append('<h2>Impairment sweep</h2><img src="figures/sweep.png" alt="sweep">')
     for v in verdicts:

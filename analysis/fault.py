@@ -310,12 +310,13 @@ def timeline(log: dict[str, Any], caps: Captures, caller: Phone, callee: Phone,
     tl = Timeline(what, target, t0, round(t0 - start, 3) if t0 and start else None,
                   round(restored - t0, 3) if restored and t0 else None,
                   [{"t_s": round(s["t"] - t0, 3) if t0 else None, "node": s["node"],
-                    "cmd": s["cmd"], "rc": s["rc"]} for s in log.get("steps", [])],
+                    "cmd": s["cmd"], "rc": s["rc"], "probe": bool(s.get("probe"))}
+                   for s in log.get("steps", [])],
                   log.get("error"))
     if t0 is None:
         tl.lines.append(f"The fault was not injected: {tl.error or 'no action recorded'}.")
         return tl
-    failed = [s for s in tl.commands if s["rc"] != 0]
+    failed = [s for s in tl.commands if s["rc"] != 0 and not s["probe"]]
     if failed:
         tl.lines.append(f"{len(failed)} fault command(s) failed, first: '{failed[0]['cmd']}' "
                         f"exit {failed[0]['rc']}.")

@@ -48,6 +48,7 @@ class Step:
     cmd: str
     rc: int
     out: str = ""  # first line of its output, if any
+    probe: bool = False  # an observation (its exit code is a finding), not part of the fault
 
 
 @dataclass
@@ -110,10 +111,10 @@ class Injector:
         except Exception as exc:  # recorded; the analysis reports it
             self.log.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
-    def _sh(self, node: Any, cmd: str) -> int:
+    def _sh(self, node: Any, cmd: str, probe: bool = False) -> int:
         """One command in a node's namespace, recorded with its exit code."""
         t = time.time()
-        if self.log.start is None:
+        if self.log.start is None and not probe:
             self.log.start = t
         proc = node.popen(["sh", "-c", cmd], stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -123,7 +124,8 @@ class Injector:
             proc.kill()
             out, _ = proc.communicate()
         text = out.decode(errors="replace").strip().splitlines()
-        self.log.steps.append(Step(t, node.name, cmd, proc.returncode, text[0] if text else ""))
+        self.log.steps.append(Step(t, node.name, cmd, proc.returncode, text[0] if text else "",
+                                   probe))
         return proc.returncode
 
     def _note(self, node: str, what: str) -> None:
@@ -184,7 +186,8 @@ class Injector:
     def _options(self) -> None:
         if self.probe is not None:
             host, uri = self.probe
-            self._sh(self.net.host(host), f"timeout {PROBE_TIMEOUT_S:g} sipsak -s {uri}")
+            self._sh(self.net.host(host), f"timeout {PROBE_TIMEOUT_S:g} sipsak -s {uri}",
+                     probe=True)
 
     def _coturn_down(self) -> None:
         stun = next(d for d in self.daemons if d.name == "coturn")

@@ -109,7 +109,7 @@ class FaultKind(CallKind):
             return v
         tl = timeline.timeline(log, inp.caps, caller, callee, inp.plan.servers.stun)
         checks = {"fault_injected": t0 is not None and tl.error is None
-                  and all(c["rc"] == 0 for c in tl.commands)}
+                  and all(c["rc"] == 0 for c in tl.commands if not c["probe"])}
         for g in tl.gaps:
             checks[f"media_resumed_to_{'callee' if g.receiver == callee.ext else 'caller'}"] = \
                 g.gap_ms is not None

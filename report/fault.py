@@ -24,7 +24,8 @@ def _after(f: dict[str, Any]) -> str:
     (PBX restart), or what the phones' STUN got (coturn down)."""
     lines = [str(x) for x in [*f.get("reachability", []), *f.get("lines", [])]]
     keys = {"pbx-restart": ("sent the BYE", "forgotten"), "coturn-down": ("STUN Binding",)}
-    picked = [x for x in lines if any(k in x for k in keys.get(f["what"], ("reachable",)))]
+    default = ("reachable", "sent the BYE")
+    picked = [x for x in lines if any(k in x for k in keys.get(f["what"], default))]
     return " ".join(picked) or "-"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analysis.fault import GAP_MS, KEEPALIVE, ONGOING, OWN_RTP
 from analysis.verdict import Verdict
 
 HEADER = ["scenario", "fault", "at (s into capture)", "restored after (s)",
@@ -14,9 +15,12 @@ HEADER = ["scenario", "fault", "at (s into capture)", "restored after (s)",
 def _gap(g: dict[str, Any]) -> str:
     if g.get("gap_ms") is None:
         return f"no media after the fault ({g['recovery']})"
+    who = {ONGOING: f"{g['sender']}'s ongoing RTP stream",
+           OWN_RTP: f"{g['receiver']}'s own RTP re-created the NAT mapping",
+           KEEPALIVE: f"{g['receiver']}'s keepalive re-created the NAT mapping"}
     resumed = g.get("resumed_s")
-    at = f", resumed at +{resumed:.2f} s" if resumed is not None and g["gap_ms"] > 100 else ""
-    return f"{g['gap_ms']:.0f} ms; {g['recovery']}{at}"
+    at = f", resumed at +{resumed:.2f} s" if resumed is not None and g["gap_ms"] > GAP_MS else ""
+    return f"{g['gap_ms']:.0f} ms; {who.get(g['recovery'], g['recovery'])}{at}"
 
 
 def _after(f: dict[str, Any]) -> str:

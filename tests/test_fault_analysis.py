@@ -17,7 +17,7 @@ from analysis import fault
 from analysis.evidence import Captures
 from analysis.verdict import Verdict
 from natlab.errors import AnalysisError
-from report.fault import rows
+from report.fault import markdown, rows
 from topology.plan import Plan, phone_name
 
 DATA = ROOT / "tests" / "data" / "faults"
@@ -141,8 +141,12 @@ def test_timeline_table_row(plan: Plan) -> None:
     table = rows([v])
     assert table[0][0] == "scenario" and len(table) == 2
     row = table[1]
-    assert row[1] == "wan-link-down r1" and "ongoing RTP stream" in row[4] and row[-1].startswith(
-        "[works]")
+    assert row[1] == "wan-link-down r1" and row[-1].startswith("[works]")
+    assert row[4].startswith(f"{tl.gaps[0].gap_ms:.0f} ms; 1002's ongoing RTP stream")
+    assert row[5].startswith(f"{tl.gaps[1].gap_ms:.0f} ms; 2005's ongoing RTP stream")
+    md = markdown([v])
+    assert md[0] == "## Fault timelines" and any(line.startswith("| 604_fault") for line in md)
+    assert markdown([]) == []
 
 
 @pytest.mark.parametrize("fault_value, message", [

@@ -59,6 +59,7 @@ class Verdict:
     rtp_agent: dict[str, Any] = field(default_factory=dict)  # the agents' own RTP counters
     nat: dict[str, Any] = field(default_factory=dict)  # the NAT matrix cell (analysis.nat)
     wall_s: float = 0.0  # the scenario's wall time (topology up to teardown)
+    fault: dict[str, Any] = field(default_factory=dict)  # a fault's timeline (analysis.fault)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -356,4 +357,5 @@ def combine(subject: Subject, calls: list[Verdict]) -> Verdict:
                       evidence=[lead] + (bad[0].evidence if bad else calls[0].evidence),
                       seconds=round(sum(v.seconds for v in calls), 2),
                       calls=[v.as_dict() for v in calls],
-                      nat=(bad[0] if bad else calls[0]).nat)
+                      nat=(bad[0] if bad else calls[0]).nat,
+                      fault={k: x for v in reversed(calls) for k, x in v.fault.items()})

@@ -31,6 +31,7 @@ from natlab.progress import Progress
 from natlab.reaper import Reaper
 from natlab.spawn import deferred
 from natlab.versions import versions
+from report import fault as fault_report
 from report import matrix, quiz
 from report.html import write_html
 from report.ladder import write as draw_ladder
@@ -213,7 +214,7 @@ def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario,
     for call in rec.calls:
         if call.pcaps not in caps:
             caps[call.pcaps] = Captures(pcap_files(folder, call))
-        inp = CallInput(plan, sc, call, load_reports(folder, call), caps[call.pcaps])
+        inp = CallInput(plan, sc, call, load_reports(folder, call), caps[call.pcaps], folder)
         verdict = kind.judge(inp)
         if nat is not None:
             checks, lines, cell = judge_nat(plan, caps[call.pcaps], nat, call.caller,
@@ -301,5 +302,6 @@ def report(rundir: Path, analysis: Analysis) -> None:
             draw_ladder(ladder, f"{v.name} {label}", folder / "ladders" / label)
     plan = load_plan(rundir / CONFIG_FILE)
     write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos)
-              + matrix.overhead(analysis.verdicts, analysis.qos), hide, plan)
+              + matrix.overhead(analysis.verdicts, analysis.qos)
+              + fault_report.markdown(analysis.verdicts), hide, plan)
     write_html(rundir, plan, analysis.verdicts, analysis.meta, hide, analysis.descriptions)

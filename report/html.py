@@ -16,6 +16,7 @@ from typing import Any
 
 from analysis.verdict import Verdict
 from report import bindings, matrix
+from report import fault as fault_report
 from report.topology import diagram
 from topology.plan import Plan
 
@@ -223,6 +224,9 @@ def write_html(rundir: Path, plan: Plan, verdicts: list[Verdict], meta: dict[str
     for key, rows in nat.items():
         if rows:
             body += [f"<h2>{titles[key]}</h2>", *_rows(rows)]
+    faults = fault_report.rows(verdicts) if not hidden else []
+    if len(faults) > 1:
+        body += ["<h2>Fault timelines</h2>", *_rows(faults)]
     body += ["<h2>The network</h2>", f"<pre>{_e(diagram(plan))}</pre>"]
     if (rundir / "figures" / "sweep.png").exists():
         body.append('<h2>Impairment sweep</h2><img src="figures/sweep.png" alt="sweep">')

@@ -136,7 +136,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     try:
         with Network(plan, port_forwards(plan, sc.trunk, sc), nat=dict(sc.nat)) as net, \
                 ExitStack() as stack:
-            start_services(stack, net, plan, sc.trunk, sc, outdir, creds)
+            daemons = start_services(stack, net, plan, sc.trunk, sc, outdir, creds)
             rec.wan = stack.enter_context(wan_profile(net, plan, sc, outdir))
             stack.enter_context(natrun.watch(net, plan, sc, outdir,
                                              kind.phones(sc, sc.call_list())))
@@ -153,8 +153,8 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
                     specs = [(net.host(node), intf, rdir / f"{key}.pcap")
                              for node, intf, key in capture_points(plan, phones)]
                     start_captures(specs, round_stack)
-                    kind.run_round(RoundContext(round_stack, net, plan, sc, outdir, creds),
-                                   calls)
+                    kind.run_round(RoundContext(round_stack, net, plan, sc, outdir, creds,
+                                                daemons), calls)
                 rec.calls += [_record(sc, c, outdir, time.monotonic() - (
                     started if sc.calls == 1 else t0)) for c in calls]
         rec.status = "complete"

@@ -3,7 +3,7 @@ and its QoS rows. A kind is one module under scenarios/kinds/, registered in KIN
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class RoundContext:
     sc: Scenario
     outdir: Path  # the scenario folder
     creds: dict[str, str]  # extension -> digest password at its PBX
+    daemons: list[Any] = field(default_factory=list)  # the scenario's running daemons
 
     def password(self, ext: str) -> str | None:
         return self.creds.get(ext)
@@ -38,6 +39,7 @@ class CallInput:
     call: CallRecord
     reports: dict[str, dict[str, Any]]  # agent reports by role
     caps: Captures  # the call's round, each pcap read once
+    folder: Path | None = None  # the scenario's folder in the run
 
     @property
     def subject(self) -> Subject:

@@ -59,6 +59,7 @@ class Verdict:
     rtp_agent: dict[str, Any] = field(default_factory=dict)  # the agents' own RTP counters
     nat: dict[str, Any] = field(default_factory=dict)  # the NAT matrix cell (analysis.nat)
     wall_s: float = 0.0  # the scenario's wall time (topology up to teardown)
+    load: dict[str, Any] = field(default_factory=dict)  # a load step's table row (analysis.load)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

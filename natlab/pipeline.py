@@ -29,6 +29,7 @@ from natlab.guard import RunLock, clean_leftovers, raise_on_term
 from natlab.preflight import preflight
 from natlab.progress import Progress
 from natlab.versions import versions
+from report import load as load_report
 from report import matrix, quiz
 from report.html import write_html
 from report.ladder import write as draw_ladder
@@ -145,6 +146,7 @@ def tools_needed(scenarios: list[Scenario]) -> dict[str, str]:
             wants.append("turnutils_natdiscovery")
         if any(o.needs_map for _, o in sc.nat):
             wants.append("nft")
+        wants += KINDS[sc.kind].tools
         for tool in wants:
             out.setdefault(tool, f"scenario {sc.name}")
     return out
@@ -174,6 +176,7 @@ def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario,
     folder = rundir / sc.name
     rec = ScenarioRecord.load(folder)
     kind = KINDS[sc.kind]
+    plan = kind.plan(sc, plan)
     if not rec.calls:
         why = rec.error or f"the run was {rec.status} before any call finished"
         return error_verdict(_subject(sc), why, rec.seconds), None
@@ -185,7 +188,7 @@ def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario,
     for call in rec.calls:
         if call.pcaps not in caps:
             caps[call.pcaps] = Captures(pcap_files(folder, call))
-        inp = CallInput(plan, sc, call, load_reports(folder, call), caps[call.pcaps])
+        inp = CallInput(plan, sc, call, load_reports(folder, call), caps[call.pcaps], folder)
         verdict = kind.judge(inp)
         if nat is not None:
             checks, lines, cell = judge_nat(plan, caps[call.pcaps], nat, call.caller,
@@ -271,5 +274,6 @@ def report(rundir: Path, analysis: Analysis) -> None:
         for label, ladder in analysis.ladders.get(v.name, []):
             draw_ladder(ladder, f"{v.name} {label}", folder / "ladders" / label)
     write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos)
-              + matrix.overhead(analysis.verdicts, analysis.qos), hide)
+              + matrix.overhead(analysis.verdicts, analysis.qos)
+              + load_report.section(rundir, analysis.verdicts), hide)
     write_html(rundir, load_plan(rundir / CONFIG_FILE), analysis.verdicts, analysis.meta, hide)

@@ -38,6 +38,7 @@ class CallInput:
     call: CallRecord
     reports: dict[str, dict[str, Any]]  # agent reports by role
     caps: Captures  # the call's round, each pcap read once
+    folder: Path | None = None  # the scenario folder (kinds with files of their own)
 
     @property
     def subject(self) -> Subject:
@@ -58,6 +59,7 @@ class Kind:
     name = "call"
     keys: frozenset[str] = frozenset()  # TOML keys of its own
     callee_is_phone = True  # False when the callee is a group or a room
+    tools: tuple[str, ...] = ()  # programs it needs beyond the phones' (preflight)
 
     def parse(self, where: str, data: dict[str, Any], plan: Plan) -> Any:
         return None
@@ -81,6 +83,20 @@ class Kind:
 
     def ring_groups(self, sc: Scenario, lan: Lan) -> tuple[RingGroup, ...]:
         return ()
+
+    def plan(self, sc: Scenario, plan: Plan) -> Plan:
+        """The plan the scenario runs on (a kind may add hosts of its own, e.g. load)."""
+        return plan
+
+    def flood_limit(self, sc: Scenario) -> int | None:
+        """The PBXs' flood guard (requests per source per window); None: the default."""
+        return None
+
+    def capture_points(self, plan: Plan, phones: set[str],
+                       default: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        """(node, interface, pcap name) of a round; default: both sides of both routers,
+        both PBXs and the phones."""
+        return default
 
     def agent_args(self, sc: Scenario, ext: str) -> list[str]:
         """Extra command-line options of a phone's agent."""

@@ -85,7 +85,7 @@ def test_stored_step_passes_with_every_call_and_direction(tmp_path: Path) -> Non
     assert res.setup_ms["median"] is not None and res.setup_ms["median"] > 0
     rows = [res.row()]
     assert knee(rows) == 10
-    assert any(line.startswith("| 501_load_10 | 10 |") for line in table(rows))
+    assert any(line.startswith("| load | 10 | clean | 10 | 10 | 10 |") for line in table(rows))
     assert plot(rows, tmp_path / "load.png").stat().st_size > 1000
 
 

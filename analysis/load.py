@@ -60,6 +60,7 @@ class StepResult:
     setup_ms: dict[str, float | None] = field(default_factory=dict)  # median, p95
     directions: int = 0  # RTP directions measured (2 per call + phones)
     missing: int = 0  # directions of established calls with no RTP at all
+    capture_drops: dict[str, int] = field(default_factory=dict)  # tcpdump: dropped by kernel
     rtp_received: dict[str, int] = field(default_factory=lambda: {"caller": 0, "callee": 0})
     loss_pct: dict[str, float | None] = field(default_factory=dict)  # median, p95, max
     jitter_ms: dict[str, float | None] = field(default_factory=dict)
@@ -112,6 +113,16 @@ def read_rtt(path: Path) -> list[float]:
         if len(row) >= 2 and row[1]:
             out.append(float(row[1]))
     return out
+
+
+def capture_drops(log: Path) -> int:
+    """'N packets dropped by kernel' of a tcpdump log (0 if absent)."""
+    if not log.exists():
+        return 0
+    for line in log.read_text(errors="replace").splitlines():
+        if line.endswith("packets dropped by kernel"):
+            return int(line.split()[0])
+    return 0
 
 
 def _one(folder: Path, pattern: str) -> Path | None:
@@ -226,6 +237,10 @@ def analyse_step(folder: Path, packets: Packets | None = None) -> StepResult:
     res.cpu_s, res.peak_pct = usage.get("cpu_s", {}), usage.get("peak_pct", {})
     res.host, res.wall_s = usage.get("host", {}), usage.get("wall_s")
     res.conntrack = step.get("conntrack", {})
+    hosts = [f"p{s['ext']}" for s in sipp.values()] + \
+        [f"p{ph[r]}" for ph in step.get("phones", []) for r in ("caller", "callee")]
+    res.capture_drops = {h: n for h in hosts
+                         if (n := capture_drops(folder / f"{h}.tcpdump.log"))}
     _judge(res)
     return res
 
@@ -238,6 +253,9 @@ def _judge(res: StepResult) -> None:
     worst = res.loss_pct.get("max")
     if worst is None or worst > 0:
         res.reasons.append(f"RTP loss up to {worst} % ({res.missing} direction(s) with no RTP)")
+    if res.capture_drops:
+        res.reasons.append("the captures missed packets (" + ", ".join(
+            f"{h} {n}" for h, n in res.capture_drops.items()) + "): loss is an upper bound")
     p5 = res.mos.get("p5")
     if p5 is None or p5 < MOS_P5_MIN:
         res.reasons.append(f"MOS p5 {p5} < {MOS_P5_MIN}")

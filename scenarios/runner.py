@@ -157,7 +157,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
                     points = kind.capture_points(plan, phones, capture_points(plan, phones))
                     specs = [(net.host(node), intf, rdir / f"{key}.pcap")
                              for node, intf, key in points]
-                    for cap in start_captures(specs):
+                    for cap in start_captures(specs, kind.capture_buffer_kib):
                         round_stack.callback(cap.stop)
                     kind.run_round(RoundContext(round_stack, net, plan, sc, outdir, creds),
                                    calls)

@@ -60,6 +60,7 @@ class Kind:
     keys: frozenset[str] = frozenset()  # TOML keys of its own
     callee_is_phone = True  # False when the callee is a group or a room
     tools: tuple[str, ...] = ()  # programs it needs beyond the phones' (preflight)
+    capture_buffer_kib = 0  # tcpdump's kernel buffer (-B); 0: its default
 
     def parse(self, where: str, data: dict[str, Any], plan: Plan) -> Any:
         return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -190,7 +191,7 @@ def _sides(ctx: RoundContext, spec: LoadSpec) -> dict[str, sippload.SippSide]:
 
 def _map(ctx: RoundContext, side: sippload.SippSide, ports: list[int]) -> str:
     """STUN from every media port of the SIPp host; the public address (ports preserved)."""
-    args = [*sippload_cmd(), "map", "--bind", side.ip, "--stun",
+    args = [sys.executable, "-m", "agents.sippload", "map", "--bind", side.ip, "--stun",
             f"{ctx.plan.servers.stun}:{STUN_PORT}", "--ports", *map(str, ports)]
     proc = ctx.net.phone(side.ext).popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=30)
@@ -203,12 +204,6 @@ def _map(ctx: RoundContext, side: sippload.SippSide, ports: list[int]) -> str:
         raise RunFailure(f"{side.ext}: the NAT moved {len(moved)} of {len(rows)} media ports "
                          "(SIPp can only advertise its own ports: use a port-preserving NAT)")
     return str(rows[0]["mapped_ip"])
-
-
-def sippload_cmd() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "agents.sippload"]
 
 
 def _popen(ctx: RoundContext, ext: str, args: list[str], cwd: Path,

@@ -98,7 +98,8 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
     progress = progress or Progress()
     preflight(tools_needed(scenarios))
     lock = RunLock()
-    lock.acquire(results, _phones(plan))  # every process of the run names a path under it
+    extra = {e for sc in scenarios for e in KINDS[sc.kind].registrants(sc)}  # load hosts
+    lock.acquire(results, sorted(set(_phones(plan)) | extra))  # processes name a path under it
     rundir = new_run_dir(results)
     meta = _freeze(rundir, plan, scenarios, sets)
     meta["quiz"] = quiz_run

@@ -260,7 +260,6 @@ def _run_step(ctx: RoundContext, spec: LoadSpec, n: int, hold_s: float,
                                                           SIP_PORT, timeout_s),
                  dirs["uas"], "sipp")
     _wait_listening(ctx.net.phone(sides["uas"].ext), SIP_PORT, uas)
-    phones = _start_callees(ctx, spec)
     sampler = Sampler(ctx.outdir)
     sampler.start()
     t0 = time.monotonic()
@@ -268,7 +267,10 @@ def _run_step(ctx: RoundContext, spec: LoadSpec, n: int, hold_s: float,
                  sippload.uac_args(sides["uac"], dirs["uac"], sides["uas"].ext, n, spec.rate,
                                    int(hold_s * 1000), SIP_PORT, timeout_s),
                  dirs["uac"], "sipp")
-    time.sleep(max(0.0, ramp_s - (time.monotonic() - t0)))
+    # the phones' calls start when all N SIPp calls are up (callees first: an idle callee
+    # gives up after its call's media time + slack, shorter than a 20-s ramp)
+    time.sleep(max(0.0, ramp_s - 1.0 - (time.monotonic() - t0)))
+    phones = _start_callees(ctx, spec)
     callers = _start_callers(ctx, phones)
     time.sleep(max(0.0, ramp_s + MIN_MEDIA_S / 2 - (time.monotonic() - t0)))
     step["conntrack"] = _conntrack(ctx)

@@ -36,3 +36,4 @@ venv:
 bench: setup
 	$(PY) -m bench.topology_time
 	@if [ -f bench/rtp_speed.py ]; then $(PY) -m bench.rtp_speed; fi
+	$(PY) -m bench.load

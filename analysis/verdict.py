@@ -60,6 +60,7 @@ class Verdict:
     nat: dict[str, Any] = field(default_factory=dict)  # the NAT matrix cell (analysis.nat)
     wall_s: float = 0.0  # the scenario's wall time (topology up to teardown)
     fault: dict[str, Any] = field(default_factory=dict)  # a fault's timeline (analysis.fault)
+    load: dict[str, Any] = field(default_factory=dict)  # a load step's table row (analysis.load)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -20,8 +20,9 @@ class CaptureError(RunFailure):
 class Capture:
     """tcpdump -i <intf> -w <pcap>; ready once it prints 'listening on'."""
 
-    def __init__(self, host: Any, intf: str, pcap: Path):
+    def __init__(self, host: Any, intf: str, pcap: Path, buffer_kib: int = 0):
         self.host, self.intf, self.pcap = host, intf, pcap
+        self.buffer_kib = buffer_kib  # kernel capture buffer (-B); 0: tcpdump's 2 MiB
         self.log = pcap.with_suffix(".tcpdump.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -30,6 +31,8 @@ class Capture:
         # the packets of the last block are lost when tcpdump is stopped
         args = ["tcpdump", "-i", self.intf, "-n", "-U", "--immediate-mode", "-s", "0",
                 "-Z", "root", "-w", str(self.pcap)]
+        if self.buffer_kib:
+            args[1:1] = ["-B", str(self.buffer_kib)]
         with open(self.log, "wb") as log, deferred():  # a stop signal waits for self.proc
             self.proc = self.host.popen(args, stdout=log, stderr=log)
 
@@ -57,10 +60,11 @@ class Capture:
             proc.wait(timeout)
 
 
-def start_captures(specs: list[tuple[Any, str, Path]], stack: ExitStack) -> list[Capture]:
+def start_captures(specs: list[tuple[Any, str, Path]], stack: ExitStack,
+                   buffer_kib: int = 0) -> list[Capture]:
     """Start every capture, each one's stop on `stack` before it starts (so Ctrl-C at any
     moment stops what started), then wait for all to be ready."""
-    caps = [Capture(host, intf, path) for host, intf, path in specs]
+    caps = [Capture(host, intf, path, buffer_kib) for host, intf, path in specs]
     for cap in caps:
         stack.callback(cap.stop)
     for cap in caps:

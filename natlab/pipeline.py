@@ -32,6 +32,7 @@ from natlab.reaper import Reaper
 from natlab.spawn import deferred
 from natlab.versions import versions
 from report import fault as fault_report
+from report import load as load_report
 from report import matrix, quiz
 from report.html import write_html
 from report.ladder import write as draw_ladder
@@ -102,11 +103,12 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
     raise_on_term()  # SIGTERM/SIGHUP stop the run as Ctrl-C does
     preflight(tools_needed(scenarios))
     lock, reaper = RunLock(), None
+    extra = {e for sc in scenarios for e in KINDS[sc.kind].registrants(sc)}  # load hosts
     interrupted, failure = False, None
     started = time.monotonic()
     try:
         with deferred():  # a stop signal waits until the run is set up and its folder marked
-            lock.acquire(results, _phones(plan))  # every process of the run names a path under it
+            lock.acquire(results, sorted(set(_phones(plan)) | extra))  # processes name its path
             reaper = Reaper(lock)  # cleans up at once if natlab is killed (SIGKILL)
             rundir = new_run_dir(results)
             meta = _freeze(rundir, plan, scenarios, sets)
@@ -174,6 +176,7 @@ def tools_needed(scenarios: list[Scenario]) -> dict[str, str]:
             wants.append("turnutils_natdiscovery")
         if any(o.needs_map for _, o in sc.nat):
             wants.append("nft")
+        wants += KINDS[sc.kind].tools
         for tool in wants:
             out.setdefault(tool, f"scenario {sc.name}")
     return out
@@ -203,6 +206,7 @@ def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario,
     folder = rundir / sc.name
     rec = ScenarioRecord.load(folder)
     kind = KINDS[sc.kind]
+    plan = kind.plan(sc, plan)
     if not rec.calls:
         why = rec.error or f"the run was {rec.status} before any call finished"
         return error_verdict(_subject(sc), why, rec.seconds), None
@@ -303,5 +307,6 @@ def report(rundir: Path, analysis: Analysis) -> None:
     plan = load_plan(rundir / CONFIG_FILE)
     write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos)
               + matrix.overhead(analysis.verdicts, analysis.qos)
-              + fault_report.markdown(analysis.verdicts), hide, plan)
+              + fault_report.markdown(analysis.verdicts)
+              + load_report.section(rundir, analysis.verdicts), hide, plan)
     write_html(rundir, plan, analysis.verdicts, analysis.meta, hide, analysis.descriptions)

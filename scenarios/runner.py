@@ -6,6 +6,7 @@ scenario's record (analysis.record), even when the run is interrupted or fails.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -35,7 +36,8 @@ def pbx_options(plan: Plan, lan: Lan, trunk: str, sc: Scenario | None = None,
                 creds: dict[str, str] | None = None) -> PbxOptions:
     peer = plan.other(lan)
     groups = KINDS[sc.kind].ring_groups(sc, lan) if sc is not None else ()
-    return PbxOptions(name=lan.pbx_name, lan_ip=lan.pbx, public_ip=lan.wan_ip,
+    flood = KINDS[sc.kind].flood_limit(sc) if sc is not None else None
+    opts = PbxOptions(name=lan.pbx_name, lan_ip=lan.pbx, public_ip=lan.wan_ip,
                       local_prefix=lan.prefix, peer_prefix=peer.prefix,
                       peer_public_ip=peer.wan_ip, trunk=TrunkMode(trunk), ring_groups=groups,
                       insecure=sc.insecure if sc is not None else False,
@@ -43,6 +45,7 @@ def pbx_options(plan: Plan, lan: Lan, trunk: str, sc: Scenario | None = None,
                       trunk_keepalive_s=sc.trunk_keepalive_s if sc is not None else 0,
                       passwords={e: p for e, p in (creds or {}).items()
                                  if e.startswith(lan.prefix)})
+    return dataclasses.replace(opts, flood_limit=flood) if flood else opts
 
 
 def _anchor(plan: Plan, lan: Lan, sc: Scenario | None) -> str | None:
@@ -130,6 +133,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     failed); the exception, if any, goes on to the caller."""
     outdir.mkdir(parents=True, exist_ok=True)
     kind = KINDS[sc.kind]
+    plan = kind.plan(sc, plan)
     rec = ScenarioRecord(name=sc.name, kind=sc.kind, status="failed")
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
@@ -150,9 +154,10 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
                 phones = kind.phones(sc, calls)
                 with ExitStack() as round_stack, progress.status(
                         _round_line(sc, rnd, len(calls))):
+                    points = kind.capture_points(plan, phones, capture_points(plan, phones))
                     specs = [(net.host(node), intf, rdir / f"{key}.pcap")
-                             for node, intf, key in capture_points(plan, phones)]
-                    start_captures(specs, round_stack)
+                             for node, intf, key in points]
+                    start_captures(specs, round_stack, kind.capture_buffer_kib)
                     kind.run_round(RoundContext(round_stack, net, plan, sc, outdir, creds,
                                                 daemons), calls)
                 rec.calls += [_record(sc, c, outdir, time.monotonic() - (

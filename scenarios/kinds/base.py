@@ -60,6 +60,8 @@ class Kind:
     name = "call"
     keys: frozenset[str] = frozenset()  # TOML keys of its own
     callee_is_phone = True  # False when the callee is a group or a room
+    tools: tuple[str, ...] = ()  # programs it needs beyond the phones' (preflight)
+    capture_buffer_kib = 0  # tcpdump's kernel buffer (-B); 0: its default
 
     def parse(self, where: str, data: dict[str, Any], plan: Plan) -> Any:
         return None
@@ -83,6 +85,20 @@ class Kind:
 
     def ring_groups(self, sc: Scenario, lan: Lan) -> tuple[RingGroup, ...]:
         return ()
+
+    def plan(self, sc: Scenario, plan: Plan) -> Plan:
+        """The plan the scenario runs on (a kind may add hosts of its own, e.g. load)."""
+        return plan
+
+    def flood_limit(self, sc: Scenario) -> int | None:
+        """The PBXs' flood guard (requests per source per window); None: the default."""
+        return None
+
+    def capture_points(self, plan: Plan, phones: set[str],
+                       default: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        """(node, interface, pcap name) of a round; default: both sides of both routers,
+        both PBXs and the phones."""
+        return default
 
     def agent_args(self, sc: Scenario, ext: str) -> list[str]:
         """Extra command-line options of a phone's agent."""

@@ -185,7 +185,7 @@ def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario,
     for call in rec.calls:
         if call.pcaps not in caps:
             caps[call.pcaps] = Captures(pcap_files(folder, call))
-        inp = CallInput(plan, sc, call, load_reports(folder, call), caps[call.pcaps])
+        inp = CallInput(plan, sc, call, load_reports(folder, call), caps[call.pcaps], folder)
         verdict = kind.judge(inp)
         if nat is not None:
             checks, lines, cell = judge_nat(plan, caps[call.pcaps], nat, call.caller,

@@ -130,6 +130,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     failed); the exception, if any, goes on to the caller."""
     outdir.mkdir(parents=True, exist_ok=True)
     kind = KINDS[sc.kind]
+    creds = kind.credentials(sc, creds)
     rec = ScenarioRecord(name=sc.name, kind=sc.kind, status="failed")
     progress = progress or Progress(quiet=True)
     started = time.monotonic()

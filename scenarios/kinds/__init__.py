@@ -1,8 +1,8 @@
 """The scenario kinds, one module each; adding a kind = one module + one line here."""
 from __future__ import annotations
 
-from scenarios.kinds import call, conference, ring_group, video
+from scenarios.kinds import attack, call, conference, ring_group, video
 from scenarios.kinds.base import Kind
 
 KINDS: dict[str, Kind] = {k.name: k for k in (call.KIND, video.KIND, ring_group.KIND,
-                                               conference.KIND)}
+                                               conference.KIND, attack.KIND)}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.evidence import Captures
+from analysis.expect import VERDICTS
 from analysis.qos import Direction
 from analysis.record import CallRecord
 from analysis.verdict import CallSpec, Subject, Verdict
@@ -38,6 +39,7 @@ class CallInput:
     call: CallRecord
     reports: dict[str, dict[str, Any]]  # agent reports by role
     caps: Captures  # the call's round, each pcap read once
+    folder: Path | None = None  # the scenario folder (daemon logs), when judged from a run
 
     @property
     def subject(self) -> Subject:
@@ -58,6 +60,7 @@ class Kind:
     name = "call"
     keys: frozenset[str] = frozenset()  # TOML keys of its own
     callee_is_phone = True  # False when the callee is a group or a room
+    verdicts: tuple[str, ...] = VERDICTS  # what `expect` may say (the first is the default)
 
     def parse(self, where: str, data: dict[str, Any], plan: Plan) -> Any:
         return None
@@ -72,6 +75,10 @@ class Kind:
     def fields(self, spec: Any) -> dict[str, str]:
         """Names a description may use besides {caller} and {callee}."""
         return {}
+
+    def credentials(self, sc: Scenario, creds: dict[str, str]) -> dict[str, str]:
+        """The digest passwords this scenario's PBXs and phones use (default: the run's)."""
+        return creds
 
     def validate(self, sc: Scenario) -> None:
         """Checks across common keys and the kind's own (ConfigError)."""

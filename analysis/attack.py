@@ -26,10 +26,9 @@ TOOLS = {"scan": "svmap", "enumerate": "svwar", "crack": "svcrack", "hijack": "s
          "invite": "sipsak", "flood": "sipsak"}
 REFUSALS = (401, 403, 407)
 PBX_LOG = "pbx1.log"
-CRACKED = re.compile(r"The password for (\S+) is (\S+)")
-NO_AUTH = "Does not seem to require authentication"
-EXISTS = re.compile(r"extension '(\d+)' (exists[^\n]*|probably exists[^\n]*)")
-SVMAP_ROW = re.compile(r"^\|\s*([\d.]+:\d+)\s*\|\s*(.*?)\s*\|\s*$", re.M)
+NO_AUTH = "[no password]"  # svcrack's table entry when the PBX asked for none
+ROW = re.compile(r"^\|\s*(\S+)\s*\|\s*(.*?)\s*\|\s*$", re.M)  # a sipvicious table row
+HEADERS = ("SIP Device", "Extension")
 
 
 @dataclass
@@ -76,6 +75,11 @@ class Outcome:
         return {**asdict(self), "outcome": self.name}
 
 
+def _table(tool: dict[str, Any]) -> list[tuple[str, str]]:
+    """The rows of the result table a sipvicious tool prints (header row left out)."""
+    return [(a, b) for a, b in ROW.findall(str(tool.get("stdout", ""))) if a not in HEADERS]
+
+
 def _answers(msgs: list[SipMessage], me: str) -> list[SipMessage]:
     return [m for m in msgs if not m.is_request and m.pkt.dst == me]
 
@@ -118,12 +122,12 @@ def _log_sentence(lines: list[str]) -> str | None:
 
 
 def _scan(o: Outcome, answers: list[SipMessage], tool: dict[str, Any], plan: Plan) -> None:
-    rows = [r for r in SVMAP_ROW.findall(tool.get("stdout", "")) if r[0] != "SIP Device"]
+    rows = _table(tool)
     o.found = [f"{dev} ({ua})" for dev, ua in rows]
     seen = {f"{m.pkt.src}:{m.pkt.sport}" for m in answers}
     for m in answers:
         if (m.status or 0) >= 200 and m.status not in REFUSALS:
-            o.short = o.short or f"{m.pkt.src}:{m.pkt.sport} answered {m.status}"
+            o.short = f"answers from {', '.join(sorted(seen))}"
             o.obtained.append(f"{m.pkt.src}:{m.pkt.sport} answered '{m.first_line[8:]}' to "
                               f"{m.method}, so the request reached the PBX's routing "
                               f"({_server(m)}; {_frame(m)}).")
@@ -141,15 +145,15 @@ def _scan(o: Outcome, answers: list[SipMessage], tool: dict[str, Any], plan: Pla
 
 
 def _enumerate(o: Outcome, answers: list[SipMessage], tool: dict[str, Any]) -> None:
-    text = tool.get("stdout", "") + tool.get("stderr", "")
-    exts = sorted({e for e, _ in EXISTS.findall(text)})
-    o.found = exts
+    rows = _table(tool)
+    exts = sorted(e for e, _ in rows)
+    o.found = [f"{e} ({auth})" for e, auth in rows]
     ok = [m for m in answers if m.method == "OPTIONS" and m.status == 200]
     if exts:
         o.short = f"extension(s) {', '.join(exts)} found"
     for ext in exts:
         hit = next((m for m in ok if _to_user(m) == ext), None)
-        o.obtained.append(f"svwar found extension {ext}" + (
+        o.obtained.append(f"svwar found extension {ext} ({dict(rows)[ext]})" + (
             f": its phone answered OPTIONS with 200 OK ({_server(hit)}; {_frame(hit)})."
             if hit else "."))
     if not exts:
@@ -158,18 +162,19 @@ def _enumerate(o: Outcome, answers: list[SipMessage], tool: dict[str, Any]) -> N
 
 def _crack(o: Outcome, answers: list[SipMessage], requests: list[SipMessage],
            tool: dict[str, Any]) -> None:
-    text = tool.get("stdout", "") + tool.get("stderr", "")
+    table = dict(_table(tool))
     ok = _first(answers, "REGISTER", (200,))
     tries = sum(1 for m in requests if m.method == "REGISTER" and m.header("authorization"))
     where_ok = f" ({_frame(ok)})" if ok else ""
-    cracked = CRACKED.search(text)
+    cracked = [(e, p) for e, p in table.items() if p != NO_AUTH]
     if cracked:
-        o.found = [f"{cracked[1]}:{cracked[2]}"]
-        o.short = f"password of {cracked[1]} guessed"
-        o.obtained.append(f"svcrack guessed the password of {cracked[1]} after {tries} "
-                          f"digest attempt(s): '{cracked[2]}', a word of its list; the PBX "
+        ext, word = cracked[0]
+        o.found = [f"{ext}:{word}"]
+        o.short = f"password of {ext} guessed"
+        o.obtained.append(f"svcrack guessed the password of {ext} after {tries} "
+                          f"digest attempt(s): '{word}', a word of its list; the PBX "
                           f"accepted it with 200 OK{where_ok}.")
-    elif NO_AUTH in text or ok is not None:
+    elif NO_AUTH in table.values() or ok is not None:
         o.found = ["[no password]"]
         o.short = "registered with no password at all"
         o.obtained.append("svcrack needed no password: the first REGISTER, without "
@@ -209,7 +214,7 @@ def _invite(o: Outcome, answers: list[SipMessage]) -> None:
 
 
 def _flood(o: Outcome, answers: list[SipMessage], call: Verdict | None,
-           qos: list[Direction]) -> None:
+           qos: list[Direction], died: dict[str, str]) -> None:
     beyond = [m for m in answers if m.status not in REFUSALS and (m.status or 0) != 100]
     by = Counter(f"{m.status} to {m.method}" for m in beyond)
     if beyond:
@@ -218,6 +223,10 @@ def _flood(o: Outcome, answers: list[SipMessage], call: Verdict | None,
         o.obtained.append(f"The flood reached past the door: {detail} (first "
                           f"{_frame(beyond[0])}: '{beyond[0].first_line[8:]}', "
                           f"{_server(beyond[0])}).")
+    for ext, last in sorted(died.items()):
+        o.obtained.append(f"{ext}'s phone agent died during the flood: it wrote no report, "
+                          f"its log ends with '{last}'.")
+        o.short = f"{ext}'s phone crashed"
     audio = [d for d in qos if d.media == "audio"]
     mos = min((d.mos_g107 for d in audio if d.mos_g107 is not None), default=None)
     loss = max((d.loss_pct for d in audio), default=100.0)
@@ -229,7 +238,8 @@ def _flood(o: Outcome, answers: list[SipMessage], call: Verdict | None,
     quality = (f"G.107 MOS {mos:.2f} (worst direction), loss {loss:.2f} %"
                if mos is not None else "no audio stream measured")
     if not works or not o.call["mos_ok"] or loss > 0:
-        o.short = (o.short + "; " if o.short else "") + f"call quality lost (MOS {mos})"
+        lost = "call failed" if not works else f"call quality lost (MOS {mos or 0:.2f})"
+        o.short = f"{o.short}; {lost}" if o.short else lost
         o.obtained.append(f"The legitimate call lost quality during the flood: "
                           f"{'works' if works else 'fails'}, {quality} (at least "
                           f"{FLOOD_MIN_MOS} and 0 % loss expected).")
@@ -239,9 +249,11 @@ def _flood(o: Outcome, answers: list[SipMessage], call: Verdict | None,
 
 def judge_attack(plan: Plan, attack: str, insecure: bool, tool: dict[str, Any],
                  msgs: list[SipMessage], pbx_log: str, call: Verdict | None = None,
-                 qos: list[Direction] | None = None) -> Outcome:
+                 qos: list[Direction] | None = None,
+                 died: dict[str, str] | None = None) -> Outcome:
     """The outcome of one attack from the attacker's SIP messages (atk.pcap), the tool's
-    record and PBX1's log; a flood also judges the legitimate call's verdict and QoS."""
+    record and PBX1's log; a flood also judges the legitimate call's verdict and QoS, and
+    `died` names the phones whose agent left no report (extension -> its log's last line)."""
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r} (known: {', '.join(ATTACKS)})")
     me = str(tool.get("attacker") or plan.servers.attacker)
@@ -265,7 +277,7 @@ def judge_attack(plan: Plan, attack: str, insecure: bool, tool: dict[str, Any],
     elif attack == "invite":
         _invite(o, answers)
     else:
-        _flood(o, answers, call, qos or [])
+        _flood(o, answers, call, qos or [], died or {})
     refusals = [m for m in answers if m.status in REFUSALS]
     finals = sum(1 for m in answers if (m.status or 0) >= 200)
     unanswered = max(0, o.sent - finals)

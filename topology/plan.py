@@ -165,7 +165,8 @@ def _check_public(plan: Plan) -> None:
     if plan.servers.stun2 in (plan.servers.gateway, plan.servers.stun):
         raise ConfigError(f"servers.stun2 {plan.servers.stun2} is taken by the core router "
                           "or servers.stun")
-    if plan.servers.attacker in (plan.servers.gateway, plan.servers.stun, plan.servers.stun2):
+    if plan.servers.attacker is not None and plan.servers.attacker in (
+            plan.servers.gateway, plan.servers.stun, plan.servers.stun2):
         raise ConfigError(f"servers.attacker {plan.servers.attacker} is taken by the core "
                           "router or the STUN server")
 

@@ -2,8 +2,10 @@
 obtained, insecure against protected, with the frames the explanation names."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +14,9 @@ from analysis.packets import read_udp, sip_messages
 from analysis.qos import Direction
 from analysis.verdict import Subject, Verdict
 from report import attacks
-from topology.plan import Plan
+from scenarios.kinds import KINDS
+from scenarios.model import parse_scenario
+from topology.plan import DEFAULT_PLAN, ConfigError, Plan, parse_plan, read_toml
 
 DATA = Path(__file__).resolve().parent / "data" / "security"
 
@@ -146,3 +150,40 @@ def test_verdict_and_table(plan: Plan) -> None:
 def test_unknown_attack(plan: Plan) -> None:
     with pytest.raises(ValueError, match="unknown attack"):
         judge_attack(plan, "smurf", False, {}, [], "")
+
+
+def _plan_data() -> dict[str, Any]:
+    return copy.deepcopy(read_toml(DEFAULT_PLAN, "config"))
+
+
+def test_attacker_address_is_checked() -> None:
+    data = _plan_data()
+    assert parse_plan(data).servers.attacker == "192.0.2.66"
+    data["servers"]["attacker"] = "192.0.2.10"
+    with pytest.raises(ConfigError, match="servers.attacker 192.0.2.10 is taken"):
+        parse_plan(data)
+    data["servers"]["attacker"] = "203.0.113.66"
+    with pytest.raises(ConfigError, match="not a host address of 192.0.2.0/24"):
+        parse_plan(data)
+
+
+def test_attack_scenarios_are_checked(tmp_path: Path) -> None:
+    plan = parse_plan(_plan_data())
+    path = tmp_path / "599_x.toml"
+    base = {"kind": "attack", "stun": True, "trunk": "nat-aware"}
+    sc = parse_scenario(path, {**base, "attack": "crack", "weak_password": "welcome1"}, plan)
+    assert sc.expect == "obtained" and sc.spec.phones == ()
+    assert KINDS["attack"].credentials(sc, {"2005": "x" * 24})["2005"] == "welcome1"
+    bad = [({**base, "attack": "smurf"}, "attack must be one of"),
+           ({**base, "attack": "scan", "weak_password": "welcome1"}, "weak_password is for"),
+           ({**base, "attack": "crack", "weak_password": "short"}, "8..64 characters"),
+           ({**base, "attack": "scan", "expect": "works"}, "expect must be one of obtained")]
+    for data, msg in bad:
+        with pytest.raises(ConfigError, match=msg):
+            parse_scenario(path, data, plan)
+    no_attacker = _plan_data()
+    del no_attacker["servers"]["attacker"]
+    with pytest.raises(ConfigError, match="needs servers.attacker"):
+        parse_scenario(path, {**base, "attack": "scan"}, parse_plan(no_attacker))
+    flood = parse_scenario(path, {**base, "attack": "flood"}, plan)
+    assert flood.spec.phones == ("1002", "2005")

@@ -106,8 +106,8 @@ def test_flood_protected_keeps_the_call_and_refuses_everything(plan: Plan) -> No
     o = outcome(plan, "552_flood_protected", call=_call("works"), qos=_rows(4.38, 0.0))
     assert o.call["works"] and o.call["mos_ok"] and o.call["loss_pct"] == 0.0
     assert o.name == "refused", o.obtained
-    assert set(o.answers) == {"403"}  # the stored capture: 403s, then the flood guard's silence
-    assert o.sent > 300 and all(o.checks().values())
+    assert set(o.answers) == {"403"}  # the stored capture (its first 80 frames): 403s only
+    assert o.sent >= 30 and all(o.checks().values())
     assert any("flood guard" in s for s in o.refused)
     failed = outcome(plan, "552_flood_protected", call=_call("fails"), qos=_rows(4.38, 0.0))
     assert failed.name == "obtained" and "call failed" in failed.short
@@ -117,7 +117,7 @@ def test_flood_insecure_reaches_the_phone(plan: Plan) -> None:
     o = outcome(plan, "551_flood_insecure", qos=_rows(4.38, 0.0),
                 died={"2005": "python3: ...: Assertion `rdata' failed."})
     assert o.name == "obtained"
-    assert {"200", "486"} <= set(o.answers)
+    assert set(o.answers) == {"200"}  # the stored first 60 frames: the phone answers OPTIONS
     assert o.short.startswith("2005's phone crashed")
     assert not o.checks()["every_request_refused"]
 

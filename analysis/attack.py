@@ -197,15 +197,16 @@ def _hijack(o: Outcome, answers: list[SipMessage]) -> None:
 def _invite(o: Outcome, answers: list[SipMessage]) -> None:
     ring = _first(answers, "INVITE", (180, 183))
     ans = _first(answers, "INVITE", (200, 486, 480, 603))
-    if ring is not None or ans is not None:
-        o.short = " and ".join(f"{m.status} {m.first_line[12:]}" for m in (ring, ans)
-                               if m is not None) + " from the phone"
+    first = ring or ans
+    if first is not None:
+        o.short = f"{first.status} {first.first_line[12:]} from 2005's phone"
     if ring is not None:
         o.obtained.append(f"{_to_user(ring)}'s phone rang for the stranger: "
                           f"'{ring.first_line[8:]}' ({_frame(ring)}).")
     if ans is not None:
-        o.obtained.append(f"The phone answered the stranger's INVITE itself: "
-                          f"'{ans.first_line[8:]}' ({_frame(ans)}).")
+        what = "answered it" if ans.status == 200 else "ended it itself with"
+        o.obtained.append(f"The phone {what} '{ans.first_line[8:]}' ({_frame(ans)}): the "
+                          "INVITE reached the phone, not just the PBX.")
     n404 = _first(answers, "INVITE", (404,))
     if n404 is not None and not o.obtained:
         o.short = "404 from the PBX's routing"

@@ -35,10 +35,13 @@ def flood_lines(verdicts: list[Verdict]) -> list[str]:
         if not call:
             continue
         mos = call.get("mos_g107")
+        packets = "/".join(str(d["packets"]) for d in call.get("directions", []))
         out.append(f"- {v.name} ({v.attack['variant']}): the call 1002 -> 2005 "
-                   f"{'works' if call['works'] else 'fails'}, G.107 MOS "
-                   f"{'-' if mos is None else f'{mos:.2f}'} (worst direction), loss "
-                   f"{call['loss_pct']:.2f} %; the attacker sent {v.attack['sent']} requests.")
+                   f"{'works' if call['works'] else 'fails'}; RTP packets received "
+                   f"{packets or '-'} (1002 -> 2005 / 2005 -> 1002), G.107 MOS "
+                   f"{'-' if mos is None else f'{mos:.2f}'} and loss {call['loss_pct']:.2f} % "
+                   f"(worst direction, over the packets received); the attacker sent "
+                   f"{v.attack['sent']} requests.")
     return out
 
 

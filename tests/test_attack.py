@@ -13,7 +13,8 @@ from analysis.attack import Outcome, judge_attack
 from analysis.packets import read_udp, sip_messages
 from analysis.qos import Direction
 from analysis.verdict import Subject, Verdict
-from report import attacks
+from report import attacks, labkey
+from report.write import summary
 from scenarios.kinds import KINDS
 from scenarios.model import parse_scenario
 from topology.plan import DEFAULT_PLAN, ConfigError, Plan, parse_plan, read_toml
@@ -187,3 +188,23 @@ def test_attack_scenarios_are_checked(tmp_path: Path) -> None:
         parse_scenario(path, {**base, "attack": "scan"}, parse_plan(no_attacker))
     flood = parse_scenario(path, {**base, "attack": "flood"}, plan)
     assert flood.spec.phones == ("1002", "2005")
+
+
+def test_lab_key_exercise_10_from_the_stored_outcomes(plan: Plan, tmp_path: Path) -> None:
+    """Every placeholder of exercise 10 resolves from the verdicts of the stored run."""
+    verdicts = []
+    for folder in sorted(DATA.iterdir()):
+        name = folder.name
+        call = _call("works" if name.endswith("protected") else "fails") \
+            if "flood" in name else None
+        flood: dict[str, object] = {"call": call, "qos": _rows(4.38, 0.0)} if call else {}
+        if name == "551_flood_insecure":
+            flood["died"] = {"2005": "python3: ...: Assertion `rdata' failed."}
+        o = outcome(plan, name, **flood)
+        expect = "refused" if name.endswith("protected") else "obtained"
+        verdicts.append(o.verdict(Subject(name, True, "nat-aware", expect), call))
+    assert all(v.verdict == v.expect for v in verdicts), [(v.name, v.verdict) for v in verdicts]
+    (tmp_path / "summary.json").write_text(json.dumps(summary(verdicts, {"run_id": "x"})))
+    text = labkey.fill(tmp_path).split("## 10.", 1)[1]
+    assert "(not in this run" not in text and "{{" not in text
+    assert "password of 2005 guessed" in text and "atk.pcap frame" in text

@@ -305,6 +305,10 @@ class Agent(ScriptedPhone):
         local = next((m.body for m in reversed(msgs) if m.sent and "m=" in m.body), None)
         remote = next((m.body for m in reversed(msgs) if not m.sent and "m=" in m.body), None)
         r.local_sdp, r.remote_sdp = lc.sdp_summary(local), lc.sdp_summary(remote)
+        first = next((m.body for m in msgs if m.sent and "m=" in m.body), None)
+        if first is not None and first != local:  # ICE's re-INVITE changed the SDP
+            r.linphone["first_sdp"] = {**(lc.sdp_summary(first) or {}),
+                                       "origin": lc.origin_addr(first)}
         r.linphone["version"] = lc.version(log)
         r.linphone["ice"] = local is not None and "a=ice-ufrag" in local
         r.linphone["stun_error"] = lc.stun_error(log)

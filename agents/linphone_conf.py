@@ -158,6 +158,12 @@ def session_addr(sdp: str) -> str | None:
     return None
 
 
+def origin_addr(sdp: str) -> str | None:
+    """The o= line's address, if any."""
+    line = next((x for x in sdp.splitlines() if x.startswith("o=")), None)
+    return line.split()[-1] if line else None
+
+
 def sdp_summary(sdp: str | None) -> dict[str, Any] | None:
     """{addr, port, session_addr} of an SDP's audio: addr is the media-level c= when there is
     one (RFC 4566), else the session-level one; session_addr is the session-level c=."""

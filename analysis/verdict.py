@@ -299,11 +299,18 @@ def linphone_lines(reports: dict[str, dict[str, Any]]) -> list[str]:
         lp = rep.get("linphone")
         if not lp:
             continue
-        sdp = rep.get("local_sdp") or {}
+        sdp, first = rep.get("local_sdp") or {}, lp.get("first_sdp")
         line = (f"{rep.get('ext', role)} ran Linphone {lp.get('version')} with NAT policy "
-                f"{lp.get('nat_policy')}; its SDP had session-level c={sdp.get('session_addr')}"
-                f" and media-level c={sdp.get('addr')} (natlab reads the media level first, "
-                "as RFC 4566 says)")
+                f"{lp.get('nat_policy')}; ")
+        if first:  # the SDP before ICE's re-INVITE
+            final = sdp.get("session_addr") or sdp.get("addr")
+            line += (f"its first SDP had o= {first.get('origin')}, session-level "
+                     f"c={first.get('session_addr')} and media-level c={first.get('addr')}; "
+                     f"after ICE its re-INVITE carried c={final} at session level")
+        else:
+            line += (f"its SDP had session-level c={sdp.get('session_addr')} and media-level "
+                     f"c={sdp.get('addr')}")
+        line += " (natlab reads the media level first, as RFC 4566 says)"
         if lp.get("stun_error"):
             line += f"; no STUN Binding was sent: \"{lp['stun_error']}\""
         out.append(line + ".")

@@ -416,6 +416,7 @@ def test_parse_stun_ice_and_plain_stun_behind_nat() -> None:
                                      "session_addr": "10.231.1.11"}  # fmt: skip
     assert lc.srflx(offer) == {"addr": "203.0.113.1", "rtp": 4000, "rtcp": 4001}
     assert "a=ice-ufrag:" in offer and "o=2001 " in offer and "IN IP4 10.231.1.11" in offer
+    assert lc.origin_addr(offer) == "10.231.1.11"
     log = stored("caller-stun-nat")
     offer = last_sdp(log, sent=True)
     assert lc.srflx(offer) is None and "a=ice-ufrag" not in offer

@@ -39,7 +39,7 @@ class Outcome:
     obtained: list[str] = field(default_factory=list)  # one sentence per thing obtained
     refused: list[str] = field(default_factory=list)  # sentences about what was refused
     found: list[str] = field(default_factory=list)  # the tool's own findings
-    sent: int = 0  # requests the attacker sent (atk.pcap)
+    sent: int = 0  # requests the attacker sent (atk.pcap; ACKs, which get no answer, left out)
     answers: dict[str, int] = field(default_factory=dict)  # "403" -> count, to the attacker
     call: dict[str, Any] = field(default_factory=dict)  # flood: the legitimate call
     tool: dict[str, Any] = field(default_factory=dict)  # command, exit, seconds
@@ -261,7 +261,7 @@ def judge_attack(plan: Plan, attack: str, insecure: bool, tool: dict[str, Any],
     variant = str(tool.get("variant") or ("insecure" if insecure else "protected"))
     o = Outcome(attack, insecure, variant,
                 tool={k: tool.get(k) for k in ("command", "exit", "seconds", "target_port")})
-    requests = [m for m in msgs if m.is_request and m.pkt.src == me]
+    requests = [m for m in msgs if m.is_request and m.pkt.src == me and m.method != "ACK"]
     answers = _answers(msgs, me)
     o.sent = len(requests)
     o.answers = dict(sorted(Counter(str(m.status) for m in answers).items()))
@@ -290,13 +290,15 @@ def judge_attack(plan: Plan, attack: str, insecure: bool, tool: dict[str, Any],
     log = _log_sentence(_log_lines(pbx_log, me))
     if log:
         o.refused.append(log)
-    o.short = _short(o, refusals)
+    o.short = _short(o, refusals, unanswered)
     return o
 
 
-def _short(o: Outcome, refusals: list[SipMessage]) -> str:
+def _short(o: Outcome, refusals: list[SipMessage], unanswered: int) -> str:
     if o.obtained:
         return o.short or o.obtained[0].split(" (")[0]
-    codes = sorted({m.status for m in refusals if m.status is not None})
-    return (f"{o.sent} request(s), answered only {'/'.join(map(str, codes))}" if codes
-            else f"{o.sent} request(s), no answer")
+    codes = Counter(m.status for m in refusals if m.status is not None)
+    parts = [f"{c} x{n}" for c, n in sorted(codes.items())]
+    if unanswered:
+        parts.append(f"{unanswered} unanswered")
+    return f"{o.sent} request(s): {', '.join(parts) or 'no answer'}"

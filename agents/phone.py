@@ -137,6 +137,7 @@ class Phone:
         self.account: AgentAccount | None = None
         self.call: AgentCall | None = None
         self.extra_calls: list[AgentCall] = []
+        self.busy: list[AgentCall] = []  # incoming calls during a call, to answer 486
         self.player: pj.AudioMediaPlayer | None = None
         self.recorder: pj.AudioMediaRecorder | None = None
         self.media_idx: int | None = None
@@ -174,6 +175,7 @@ class Phone:
         self.player = self.recorder = None
         self.call = None
         self.extra_calls.clear()
+        self.busy.clear()
         gc.collect()
         if self.account is not None:
             self.account.shutdown()
@@ -185,6 +187,10 @@ class Phone:
     def pump(self, ms: int) -> None:
         assert self.ep is not None
         self.ep.libHandleEvents(ms)
+        while self.busy:
+            prm = pj.CallOpParam()
+            prm.statusCode = 486
+            self.busy.pop(0).answer(prm)
 
     def _ep_config(self) -> pj.EpConfig:
         cfg = pj.EpConfig()
@@ -325,11 +331,9 @@ class Phone:
 
     def on_incoming(self, call_id: int, msg: str) -> None:
         call = AgentCall(self, call_id)
-        if self.call is not None:  # one call at a time
-            prm = pj.CallOpParam()
-            prm.statusCode = 486
-            call.answer(prm)
-            self.extra_calls.append(call)
+        if self.call is not None:  # one call at a time: 486 from pump(), not from here
+            self.extra_calls.append(call)  # (a final answer inside this callback aborted
+            self.busy.append(call)  # pjsua 2.15.1: "pjsip_rx_data_free_cloned: rdata")
             return
         self.call = call
         self.incoming_at = self.clock.now()

@@ -61,6 +61,8 @@ class Labels:
     def __init__(self, plan: Plan):
         self.plan = plan
         self.names: dict[str, str] = {plan.servers.stun: "the STUN server"}
+        if plan.servers.attacker:
+            self.names[plan.servers.attacker] = "the attacker"
         for lan in plan.lans:
             self.names[lan.pbx] = f"PBX{lan.index}"
             self.names[lan.router] = f"r{lan.index}"

@@ -15,4 +15,7 @@ VIDEO_RX_RATIO = 0.9  # video packets received / sent, per direction
 CONFERENCE_MIN_FRACTION = 0.8  # of duration x PACKETS_PER_S, each way per participant
 AUDIO_PAYLOAD_TYPES = (0, 8)  # PCMU, PCMA: what the phones negotiate
 VERDICTS = ("works", "fails")
+# An attack scenario's outcome: the attacker obtained something, or every request was refused
+ATTACK_VERDICTS = ("obtained", "refused")
+FLOOD_MIN_MOS = 4.3  # the legitimate call during a flood: G.107 MOS at least this, 0 % loss
 ERROR = "error"  # the verdict of a scenario whose analysis failed

@@ -48,7 +48,7 @@ class Verdict:
     stun: bool
     trunk: str
     expect: str
-    verdict: str  # works | fails | error
+    verdict: str  # works | fails | error (an attack: obtained | refused)
     rtp_received: dict[str, int]
     rtp_sent: dict[str, int]
     checks: dict[str, bool]
@@ -61,6 +61,7 @@ class Verdict:
     wall_s: float = 0.0  # the scenario's wall time (topology up to teardown)
     fault: dict[str, Any] = field(default_factory=dict)  # a fault's timeline (analysis.fault)
     load: dict[str, Any] = field(default_factory=dict)  # a load step's table row (analysis.load)
+    attack: dict[str, Any] = field(default_factory=dict)  # an attack's outcome (analysis.attack)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -19,7 +19,8 @@ from topology.plan import Plan, load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA_COMMANDS = (cmd_analyze, cmd_emodel)
-DEFAULT_SETS = ("default", "paper-qos", "services", "nat", "linphone", "faults")
+DEFAULT_SETS = ("default", "paper-qos", "services", "nat", "linphone", "faults",
+                "security")
 
 
 def _plan(args: argparse.Namespace) -> Plan:

@@ -12,8 +12,9 @@ BRIDGE_RTP_PORT = 4100
 
 CORE = "core"  # the public core router
 STUN_NODE = "stun"  # the public server host
+ATTACKER_NODE = "atk"  # the attacker on the public side (when the plan gives its address)
 SWITCHES = ("s1", "s2", "s3")
-INFRA_NODES = ("r1", "r2", CORE, STUN_NODE, "pbx1", "pbx2")
+INFRA_NODES = ("r1", "r2", CORE, STUN_NODE, "pbx1", "pbx2", ATTACKER_NODE)
 
 READY_TIMEOUT_S = 10.0  # a daemon or agent must be ready within this
 CALLEE_GRACE_S = 1.0  # after its caller is done, a callee gets this long to finish by itself

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.verdict import Verdict
-from report import bindings, matrix
+from report import attacks, bindings, matrix
 from report import fault as fault_report
 from report.topology import diagram
 from topology.plan import Plan
@@ -35,6 +35,7 @@ th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: left; }
 th { background: #f2f2f2; }
 .works { color: #1b6e20; font-weight: bold; } .fails { color: #b71c1c; font-weight: bold; }
 .error { color: #8e6c00; font-weight: bold; }
+.obtained { color: #b71c1c; font-weight: bold; } .refused { color: #1b6e20; font-weight: bold; }
 .banner { background: #fff3cd; border: 1px solid #e0c060; padding: .5em 1em; }
 pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .8em; }
 img { max-width: 100%; border: 1px solid #eee; margin: .3em 0; }
@@ -224,6 +225,12 @@ def write_html(rundir: Path, plan: Plan, verdicts: list[Verdict], meta: dict[str
     for key, rows in nat.items():
         if rows:
             body += [f"<h2>{titles[key]}</h2>", *_rows(rows)]
+    atk = attacks.tables(verdicts) if not hidden else []
+    if atk:
+        body += ["<h2>Attacks: what a stranger on the internet obtained</h2>",
+                 "<p>Obtained = anything beyond a refusal (401/403/407 or no answer).</p>",
+                 *_rows(atk), *(f"<p>{_e(line[2:])}</p>" for line in
+                                attacks.flood_lines(verdicts))]
     faults = fault_report.rows(verdicts) if not hidden else []
     if len(faults) > 1:
         body += ["<h2>Fault timelines</h2>", *_rows(faults)]

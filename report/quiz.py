@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from analysis.expect import VERDICTS
+from analysis.expect import ATTACK_VERDICTS, VERDICTS
 from analysis.verdict import Verdict
 from natlab.errors import InputError
 from topology.plan import read_toml
@@ -28,7 +28,8 @@ class Answer:
 
 def write_template(rundir: Path, verdicts: list[Verdict]) -> Path:
     """predictions.toml with one empty answer per scenario, for the student to fill in."""
-    lines = ["# Your prediction per scenario: \"works\" or \"fails\". Then: natlab grade "
+    lines = ["# Your prediction per scenario: \"works\" or \"fails\" (an attack: \"obtained\" or "
+             "\"refused\"). Then: natlab grade "
              f"{rundir}", ""]
     lines += [f'"{v.name}" = ""  # STUN {"on" if v.stun else "off"}, trunk {v.trunk}'
               for v in verdicts]
@@ -40,7 +41,7 @@ def write_template(rundir: Path, verdicts: list[Verdict]) -> Path:
 
 def read_predictions(path: Path, names: list[str]) -> dict[str, str]:
     data = read_toml(path, "predictions")
-    missing = [n for n in names if data.get(n) not in VERDICTS]
+    missing = [n for n in names if data.get(n) not in (*VERDICTS, *ATTACK_VERDICTS)]
     if missing:
         raise InputError(f"{path}: no prediction (works or fails) for {', '.join(missing)}")
     return {n: str(data[n]) for n in names}

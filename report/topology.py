@@ -28,6 +28,8 @@ def diagram(plan: Plan) -> str:
               " " * 9 + "+" + "-" * 14 + " core (router) " + "-" * (WIDTH - 30) + "+",
               " " * 29 + f"| {plan.servers.gateway}  (switch s3)",
               " " * 29 + f"stun {plan.servers.stun}  (coturn)",
+              *([" " * 29 + f"atk  {plan.servers.attacker}  (attacker)"]
+                if plan.servers.attacker else []),
               "",
               "Every node is a network namespace; public addresses are from the documentation "
               "ranges (RFC 5737)."]

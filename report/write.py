@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.verdict import Verdict
-from report import bindings, matrix
+from report import attacks, bindings, matrix
 from topology.plan import Plan
 
 HEADER = ("scenario", "stun", "trunk", "verdict", "expected", "RTP rx caller", "RTP rx callee")
@@ -31,7 +31,9 @@ def text_table(verdicts: list[Verdict], hidden: bool = False) -> str:
 
 
 def summary(verdicts: list[Verdict], meta: dict[str, Any]) -> dict[str, Any]:
-    return {**meta, "scenarios": [v.as_dict() for v in verdicts]}
+    table = attacks.summary(verdicts)
+    return {**meta, "scenarios": [v.as_dict() for v in verdicts],
+            **({"attacks": table} if table else {})}
 
 
 def _state(meta: dict[str, Any]) -> list[str]:
@@ -64,7 +66,7 @@ def markdown(verdicts: list[Verdict], meta: dict[str, Any], hidden: bool = False
         return "\n".join([*out, "", "Verdicts and explanations are hidden until you have "
                            "written your predictions into predictions.toml and run "
                            "`natlab grade`.", ""])
-    out += ["", *matrix.markdown(verdicts)]
+    out += ["", *matrix.markdown(verdicts), *attacks.markdown(verdicts)]
     out += ["", "## Explanations", ""]
     for v in verdicts:
         out += [f"### {v.name}: {v.verdict}", "",

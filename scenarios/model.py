@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.expect import VERDICTS
 from scenarios.remedy import REMEDIES, Remedy
 from services.kamailio import TrunkMode
 from topology.nat import NatOptions, nat_table
@@ -45,7 +44,7 @@ class Scenario:
     description: str
     stun: bool
     trunk: str  # none | naive | nat-aware
-    expect: str  # works | fails
+    expect: str  # works | fails (an attack: obtained | refused)
     caller: str
     callee: str
     duration_s: float
@@ -117,7 +116,7 @@ def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
         raise ConfigError(f"{where}: stun must be true or false")
     trunk = _choice(where, "trunk", data.get("trunk"), TRUNKS)
     nat = _nat(where, data.get("nat"), remedy)
-    expect = _choice(where, "expect", data.get("expect", "works"), VERDICTS)
+    expect = _choice(where, "expect", data.get("expect", kind.verdicts[0]), kind.verdicts)
     spec = kind.parse(where, data, plan)
     caller, callee = kind.endpoints(spec, str(data.get("caller", plan.call.caller)),
                                     str(data.get("callee", plan.call.callee)))

@@ -134,6 +134,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     outdir.mkdir(parents=True, exist_ok=True)
     kind = KINDS[sc.kind]
     plan = kind.plan(sc, plan)
+    creds = kind.credentials(sc, creds)
     rec = ScenarioRecord(name=sc.name, kind=sc.kind, status="failed")
     progress = progress or Progress(quiet=True)
     started = time.monotonic()

@@ -13,7 +13,8 @@ case "${ID:-}:${ID_LIKE:-}" in
 esac
 
 PKGS="mininet kamailio coturn baresip tshark tcpdump bridge-utils iptables conntrack iproute2
-      iputils-ping net-tools python3-venv procps chromium nftables rtpengine-daemon linphone-cli"
+      iputils-ping net-tools python3-venv procps chromium nftables rtpengine-daemon linphone-cli
+      sipvicious sipsak"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

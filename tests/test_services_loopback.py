@@ -81,8 +81,9 @@ def coturn(tmp_path: Path) -> Iterator[Coturn]:
 
 
 def digest(challenge: str, user: str, password: str, method: str, uri: str) -> str:
-    """The Authorization/Proxy-Authorization value answering a 401/407 (RFC 2617, MD5,
-    no qop), computed here from the challenge text, independently of kamailio."""
+    """The Authorization/Proxy-Authorization value answering a 401/407 (RFC 2617, MD5, with
+    qop=auth when the challenge offers it), computed here from the challenge text,
+    independently of kamailio."""
     header = re.search(r"^(?:WWW|Proxy)-Authenticate: *Digest (.*)$", challenge, re.M | re.I)
     assert header, challenge
     fields = dict(re.findall(r'(\w+)="([^"]*)"', header.group(1)))
@@ -91,9 +92,13 @@ def digest(challenge: str, user: str, password: str, method: str, uri: str) -> s
     def md5(text: str) -> str:
         return hashlib.md5(text.encode()).hexdigest()
 
-    response = md5(f"{md5(f'{user}:{realm}:{password}')}:{nonce}:{md5(f'{method}:{uri}')}")
-    return (f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
-            f'response="{response}", algorithm=MD5')
+    ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"{method}:{uri}")
+    head = f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+    if "auth" not in fields.get("qop", "").split(","):
+        return head + f'response="{md5(f"{ha1}:{nonce}:{ha2}")}", algorithm=MD5'
+    cnonce, nc = "0a4f113b", "00000001"
+    response = md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+    return head + f'response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"'
 
 
 class Phone:
@@ -201,7 +206,7 @@ def test_register_needs_the_password(pbx: Kamailio, phone: Phone) -> None:
     assert sip_options(PBX.lan_ip, SIP_PORT, timeout=1.0) == 200  # the probe needs no auth
     reply = register(phone, None)
     assert reply.startswith("SIP/2.0 401"), reply
-    assert 'WWW-Authenticate: Digest realm="pbx2"' in reply
+    assert 'WWW-Authenticate: Digest realm="pbx2"' in reply and 'qop="auth"' in reply
     wrong = register(phone, PASSWORDS["2005"])  # another extension's password
     assert wrong.startswith("SIP/2.0 403 Wrong Password"), wrong
     reply = register(phone, PASSWORDS["2001"])

@@ -22,10 +22,21 @@ def test_lan_reaches_public(testbed: Any, plan: Plan) -> None:
 
 
 def test_public_cannot_reach_lan(testbed: Any, plan: Plan) -> None:
-    stun = testbed.stun
-    for lan in plan.lans:
-        assert not ping(stun, lan.wan_ip), f"{lan.router_name} answers unsolicited WAN traffic"
-        assert not ping(stun, lan.pbx), f"{lan.pbx} reachable from the public side"
+    for host in (testbed.stun, testbed.attacker):
+        for lan in plan.lans:
+            assert not ping(host, lan.wan_ip), \
+                f"{lan.router_name} answers {host.name}'s unsolicited WAN traffic"
+            assert not ping(host, lan.pbx), f"{lan.pbx} reachable from {host.name}"
+            for addr in lan.phones.values():
+                assert not ping(host, addr), f"{addr} reachable from {host.name}"
+
+
+def test_attacker_is_a_public_host(testbed: Any, plan: Plan) -> None:
+    """atk has the plan's documentation-range address and reaches the public server only."""
+    atk = testbed.attacker
+    assert plan.servers.attacker is not None
+    assert f"{plan.servers.attacker}/" in atk.cmd("ip -o -4 addr show dev atk-eth0")
+    assert ping(atk, plan.servers.stun)
 
 
 def test_lan_cannot_reach_other_lan(testbed: Any, plan: Plan) -> None:
@@ -95,7 +106,7 @@ def test_root_namespace_unreachable(testbed: Any, plan: Plan) -> None:
                          text=True).stdout
     root_addrs = [ipaddress.ip_interface(line.split()[3]).ip for line in out.splitlines()]
     targets = [str(a) for a in root_addrs if not a.is_loopback][:3] or ["10.0.0.1"]
-    for name in ("p1002", "p2005", "stun", "core", "r1"):
+    for name in ("p1002", "p2005", "stun", "core", "r1", "atk"):
         host = testbed.net[name]
         for addr in targets:
             assert not ping(host, addr), f"{name} reaches the root namespace at {addr}"

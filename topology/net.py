@@ -10,6 +10,7 @@ from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
 from natlab import spawn
+from natlab.constants import ATTACKER_NODE
 from topology.nat import NatOptions, RouterIfaces, RouterRules
 from topology.plan import Lan, Plan, phone_name
 from topology.router import (
@@ -116,6 +117,11 @@ class Network:
     @property
     def stun(self) -> Any:
         return self.net[STUN]
+
+    @property
+    def attacker(self) -> Any:
+        """The attacker host (atk); KeyError when the plan has no servers.attacker."""
+        return self.net[ATTACKER_NODE]
 
     def host_pids(self) -> list[int]:
         return [int(h.pid) for h in self.net.hosts] if self.net else []

@@ -60,6 +60,7 @@ class Servers:
     subnet: ipaddress.IPv4Network
     stun: str
     stun2: str | None = None  # second public address of the server host (RFC 5780 discovery)
+    attacker: str | None = None  # a stranger on the public side (the security set's attacker)
 
     @property
     def gateway(self) -> str:
@@ -164,6 +165,10 @@ def _check_public(plan: Plan) -> None:
     if plan.servers.stun2 in (plan.servers.gateway, plan.servers.stun):
         raise ConfigError(f"servers.stun2 {plan.servers.stun2} is taken by the core router "
                           "or servers.stun")
+    if plan.servers.attacker is not None and plan.servers.attacker in (
+            plan.servers.gateway, plan.servers.stun, plan.servers.stun2):
+        raise ConfigError(f"servers.attacker {plan.servers.attacker} is taken by the core "
+                          "router or the STUN server")
 
 
 def _check_unique(plan: Plan) -> None:
@@ -265,9 +270,11 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
     lans = (_lan(data, "lan1", 1), _lan(data, "lan2", 2))
     srv = _section(data, "servers")
     subnet = _net(srv.get("subnet"), "servers.subnet")
-    stun2 = srv.get("stun2")
+    stun2, attacker = srv.get("stun2"), srv.get("attacker")
     servers = Servers(subnet=subnet, stun=_host(srv.get("stun"), subnet, "servers.stun"),
-                      stun2=None if stun2 is None else _host(stun2, subnet, "servers.stun2"))
+                      stun2=None if stun2 is None else _host(stun2, subnet, "servers.stun2"),
+                      attacker=None if attacker is None
+                      else _host(attacker, subnet, "servers.attacker"))
     plan = Plan(lans=lans, servers=servers, call=_call(data, lans), source=source,
                 wan_profiles=parse_wan_profiles(data), passwords=parse_passwords(data, lans))
     _check_unique(plan)

@@ -10,6 +10,7 @@
            +------------------- core --------------------------+
                                  | 192.0.2.1
                                  s3 -- stun 192.0.2.10 (coturn; + stun2 192.0.2.11 on lo)
+                                  +-- atk 192.0.2.66 (the attacker, when the plan has one)
 
 Every node is a namespace; the switches are bridges with no address. Nothing links to the
 root namespace's IP stack, and public addresses come from RFC 5737's documentation ranges.
@@ -20,8 +21,8 @@ from typing import Any
 
 from mininet.topo import Topo
 
+from natlab.constants import ATTACKER_NODE, STUN_NODE
 from natlab.constants import CORE as CORE_NODE
-from natlab.constants import STUN_NODE
 from topology.plan import Plan, phone_name
 from topology.router import Node, run
 
@@ -64,6 +65,10 @@ class NatLabTopo(Topo):
         stun = self.addHost(STUN, ip=_cidr(srv.stun, srv.subnet.prefixlen),
                             defaultRoute=f"via {srv.gateway}")
         self.addLink(stun, switch)
+        if srv.attacker is not None:
+            atk = self.addHost(ATTACKER_NODE, ip=_cidr(srv.attacker, srv.subnet.prefixlen),
+                               defaultRoute=f"via {srv.gateway}")
+            self.addLink(atk, switch)
 
 
 def configure_server_host(stun: Node, plan: Plan, core: Node | None = None) -> None:

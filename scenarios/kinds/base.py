@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.evidence import Captures
+from analysis.expect import VERDICTS
 from analysis.qos import Direction
 from analysis.record import CallRecord
 from analysis.verdict import CallSpec, Subject, Verdict
@@ -62,6 +63,7 @@ class Kind:
     callee_is_phone = True  # False when the callee is a group or a room
     tools: tuple[str, ...] = ()  # programs it needs beyond the phones' (preflight)
     capture_buffer_kib = 0  # tcpdump's kernel buffer (-B); 0: its default
+    verdicts: tuple[str, ...] = VERDICTS  # what `expect` may say (the first is the default)
 
     def parse(self, where: str, data: dict[str, Any], plan: Plan) -> Any:
         return None
@@ -76,6 +78,10 @@ class Kind:
     def fields(self, spec: Any) -> dict[str, str]:
         """Names a description may use besides {caller} and {callee}."""
         return {}
+
+    def credentials(self, sc: Scenario, creds: dict[str, str]) -> dict[str, str]:
+        """The digest passwords this scenario's PBXs and phones use (default: the run's)."""
+        return creds
 
     def validate(self, sc: Scenario) -> None:
         """Checks across common keys and the kind's own (ConfigError)."""

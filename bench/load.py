@@ -2,7 +2,7 @@
 the paper-like WAN), written to results/bench/load.json and load.png.
 
     python -m bench.load                # the whole set (a few minutes)
-    python -m bench.load --steps 501_load_10 504_load_100
+    python -m bench.load --steps 701_load_10 704_load_100
     python -m bench.load --from RUNDIR  # figures of a finished run, nothing started
 """
 from __future__ import annotations

@@ -47,7 +47,7 @@ def test_quantile_interpolates_like_numpy() -> None:
 
 
 def test_process_labels() -> None:
-    folder = "/r/run/501_load_10"
+    folder = "/r/run/701_load_10"
     assert label(["kamailio", "-f", f"{folder}/pbx1/kamailio.cfg", "-DD"], folder) == \
         "kamailio pbx1"
     assert label(["sipp", "x", "-sf", "/repo/agents/sipp/uac.xml", "-stf",
@@ -91,7 +91,7 @@ def test_stored_step_passes_with_every_call_and_direction(tmp_path: Path) -> Non
 
 @needs_data
 def test_a_lost_direction_fails_the_step(tmp_path: Path) -> None:
-    step = tmp_path / "501_load_10"
+    step = tmp_path / "701_load_10"
     shutil.copytree(DATA, step)
     uas = json.loads((step / "step.json").read_text())["sipp"]["uas"]["ext"]
     (step / f"p{uas}.pcap").unlink()  # the callee's capture is gone: no RTP measured there

@@ -16,7 +16,7 @@ pytestmark = [requires_root, requires("sipp", "kamailio", "turnserver")]
 def test_ten_simultaneous_calls_complete_without_loss(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     results = tmp_path_factory.mktemp("load")
-    res = subprocess.run([sys.executable, "-m", "natlab", "run", "--scenario", "501_load_10",
+    res = subprocess.run([sys.executable, "-m", "natlab", "run", "--scenario", "701_load_10",
                           "--results", str(results)], capture_output=True, text=True,
                          timeout=180, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]

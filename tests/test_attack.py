@@ -206,6 +206,7 @@ def test_lab_key_exercise_10_from_the_stored_outcomes(plan: Plan, tmp_path: Path
         verdicts.append(o.verdict(Subject(name, True, "nat-aware", expect), call))
     assert all(v.verdict == v.expect for v in verdicts), [(v.name, v.verdict) for v in verdicts]
     (tmp_path / "summary.json").write_text(json.dumps(summary(verdicts, {"run_id": "x"})))
+    (tmp_path / "config.toml").write_text(Path(plan.source).read_text())  # the run's plan
     text = labkey.fill(tmp_path).split("## 10.", 1)[1]
     assert "(not in this run" not in text and "{{" not in text
     assert "password of 2005 guessed" in text and "atk.pcap frame" in text

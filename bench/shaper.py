@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,10 +43,13 @@ PREFIX = "bsh-"
 A_ADDR, B_ADDR = "198.51.100.1", "203.0.113.1"
 PORT = 41000
 PPS_PER_CALL = 50  # one direction: G.711, 20 ms packets
-LEVELS = (1, 25, 50, 100, 150, 200, 300)  # calls; stop at the first failing level past 100
+LEVELS = (1, 25, 50, 100, 150, 200)  # calls; a reader stops at its first failing level >= 100
 DELAY_MS, JITTER_MS = 10.0, 2.0
 GOAL_P99_MS = 0.5
-SECONDS = 4.0
+SECONDS = 3.0  # per run, at least; longer at low rates for enough samples of the p99
+MIN_PACKETS = 300  # per direction and run
+REPEATS = 3  # runs per level and reader; the median one counts
+CHECK_LEVELS = (1, 100)  # also run with jitter 0 (intended delay constant: no replay)
 
 
 class NsNode:
@@ -107,23 +109,28 @@ class Flow:
     rows: list[list[float]]  # [seq, sent, arrived]
 
 
+def seconds(calls: int) -> float:
+    return max(SECONDS, MIN_PACKETS / (calls * PPS_PER_CALL))
+
+
 def traffic(a: NsNode, b: NsNode, calls: int, seed: int, tmp: Path) -> tuple[Flow, Flow]:
-    """Both directions at once for SECONDS: (a → b, b → a)."""
+    """Both directions at once for seconds(calls): (a → b, b → a)."""
+    secs = seconds(calls)
     py = [sys.executable, "-m", "bench.udpload"]
     kw: dict[str, Any] = {"cwd": ROOT, "text": True, "stdout": subprocess.PIPE}
     outs = [tmp / f"rx-{calls}-{d}.json" for d in ("ab", "ba")]
-    rx = [b.popen([*py, "recv", str(PORT), str(SECONDS + 5), str(outs[0])], **kw),
-          a.popen([*py, "recv", str(PORT), str(SECONDS + 5), str(outs[1])], **kw)]
+    rx = [b.popen([*py, "recv", str(PORT), str(secs + 5), str(outs[0])], **kw),
+          a.popen([*py, "recv", str(PORT), str(secs + 5), str(outs[1])], **kw)]
     procs = list(rx)
     try:
         for p in rx:
             assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        tx = [a.popen([*py, "send", B_ADDR, str(PORT), str(calls), str(SECONDS), str(seed)],
+        tx = [a.popen([*py, "send", B_ADDR, str(PORT), str(calls), str(secs), str(seed)],
                       **kw),
-              b.popen([*py, "send", A_ADDR, str(PORT), str(calls), str(SECONDS),
-                       str(seed + 1)], **kw)]
+              b.popen([*py, "send", A_ADDR, str(PORT), str(calls), str(secs), str(seed + 1)],
+                      **kw)]
         procs += tx
-        sent = [int(p.communicate(timeout=SECONDS + 10)[0]) for p in tx]
+        sent = [int(p.communicate(timeout=secs + 10)[0]) for p in tx]
         for p in rx:
             p.communicate(timeout=10)
     finally:
@@ -189,7 +196,7 @@ def level(nodes: tuple[NsNode, NsNode, NsNode], calls: int, reader: str | None,
         return row
     errs = [e for i, f in enumerate(flows) for e in errors_ms(f, base_ms, jitter_ms, seed + i)]
     p99_abs = pct([abs(e) for e in errs], 0.99)
-    busy = (SECONDS * 2 * pps / 1000) or 1  # shaper-seconds × k packets/s
+    busy = seconds(calls) * 2 * pps / 1000  # shaper-seconds × k packets/s
     row |= {"err_ms_p50": round(pct(errs, 0.5), 3), "err_ms_p99": round(pct(errs, 0.99), 3),
             "err_ms_p99_abs": round(p99_abs, 3), "err_ms_max": round(max(errs), 3),
             "err_ms_min": round(min(errs), 3),
@@ -200,6 +207,19 @@ def level(nodes: tuple[NsNode, NsNode, NsNode], calls: int, reader: str | None,
             "realtime": all(bool(s.get("realtime")) for s in stats),
             "ok": p99_abs <= GOAL_P99_MS and sent == received}
     return row
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Repeats of one level and reader: the median run by p99 error (the machine is shared:
+    one run hit by another process's burst should not decide), losses and CPU summed."""
+    mid = sorted(runs, key=lambda r: r["err_ms_p99_abs"])[len(runs) // 2]
+    cpu = sum(r["cpu_s"] for r in runs)
+    busy = sum(seconds(r["calls"]) * 2 * r["pps_each_way"] / 1000 for r in runs)
+    lost = sum(r["lost"] for r in runs)
+    return mid | {"repeats": len(runs), "lost": lost, "sent": sum(r["sent"] for r in runs),
+                  "cpu_s": round(cpu, 2), "cpu_s_per_kpps": round(cpu / busy, 4),
+                  "err_ms_p99_runs": [r["err_ms_p99_abs"] for r in runs],
+                  "ok": mid["err_ms_p99_abs"] <= GOAL_P99_MS and lost == 0}
 
 
 def ramp(nodes: tuple[NsNode, NsNode, NsNode], readers: list[str],
@@ -214,13 +234,20 @@ def ramp(nodes: tuple[NsNode, NsNode, NsNode], readers: list[str],
         base = level(nodes, calls, None, 0, 0, tmp)
         rows.append(base)
         print(f"{calls:4d} calls  no shaper   base p50 {base['base_ms_p50']:.3f} ms", flush=True)
-        for reader in todo:
-            for jitter in (0.0, JITTER_MS):
-                row = level(nodes, calls, reader, jitter, base["base_ms_p50"], tmp)
+        for jitter in (0.0, JITTER_MS) if calls in CHECK_LEVELS else (JITTER_MS,):
+            runs: dict[str, list[dict[str, Any]]] = {r: [] for r in todo}
+            for rep in range(REPEATS if jitter else 1):  # readers interleaved: both see
+                # the same machine
+                for reader in todo[rep % 2:] + todo[:rep % 2]:
+                    runs[reader].append(level(nodes, calls, reader, jitter,
+                                              base["base_ms_p50"], tmp))
+            for reader in todo:
+                row = combine(runs[reader])
                 rows.append(row)
                 print(f"{calls:4d} calls  {reader:8s} jitter {jitter:g}: err p50 "
-                      f"{row['err_ms_p50']:.3f} p99 {row['err_ms_p99']:.3f} ms, lost "
-                      f"{row['lost']}, cpu {row['cpu_s_per_kpps']:.3f} s per kpps", flush=True)
+                      f"{row['err_ms_p50']:.3f} p99 {row['err_ms_p99_abs']:.3f} ms (runs "
+                      f"{row['err_ms_p99_runs']}), lost {row['lost']}, cpu "
+                      f"{row['cpu_s_per_kpps']:.3f} s per kpps", flush=True)
                 if jitter == JITTER_MS and not row["ok"] and calls >= 100:
                     failed.add(reader)
     return rows
@@ -231,15 +258,22 @@ def summarize(rows: list[dict[str, Any]], readers: list[str]) -> dict[str, Any]:
     for reader in readers:
         mine = [r for r in rows if r["reader"] == reader and r["jitter_ms"] == JITTER_MS]
         ok = [r for r in mine if r["ok"]]
-        # the ceiling: the highest level reached with every level up to it passing
+        goal = [r for r in mine if r["calls"] == 100]
+        # the ceiling: the highest load level with every load level up to it passing; the
+        # 1-call level is the idle machine's timer precision, reported apart (low_load_ok)
         best = 0
         for r in sorted(mine, key=lambda r: r["calls"]):
+            if r["calls"] == 1:
+                continue
             if not r["ok"]:
                 break
             best = r["pps_each_way"]
+        low = [r["ok"] for r in mine if r["calls"] == 1]
         per[reader] = {"ceiling_pps": best, "ceiling_calls": best // PPS_PER_CALL,
-                       "cpu_s_per_kpps": round(statistics.median(
-                           r["cpu_s_per_kpps"] for r in ok), 4) if ok else None,
+                       "low_load_ok": all(low) if low else None,
+                       # at the goal's level (100 calls): the spin before each release
+                       # makes the cost per packet fall as the rate rises
+                       "cpu_s_per_kpps": goal[0]["cpu_s_per_kpps"] if goal else None,
                        "levels_passed": [r["calls"] for r in ok]}
     meets = [r for r in readers if per[r]["ceiling_calls"] >= 100]
     pool = meets or readers
@@ -264,13 +298,14 @@ def main() -> int:
         teardown()
     figures = {"goal": {"delay_ms": DELAY_MS, "jitter_ms": JITTER_MS,
                         "err_p99_ms": GOAL_P99_MS, "pps_per_call": PPS_PER_CALL,
-                        "seconds_per_level": SECONDS},
+                        "seconds_per_run": SECONDS, "repeats": REPEATS},
                "cpus": os.cpu_count(), **summarize(rows, readers), "levels": rows}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(figures, indent=2) + "\n")
     for reader, f in figures["readers"].items():
         print(f"shaper {reader}: ceiling {f['ceiling_pps']} packets/s each way "
-              f"({f['ceiling_calls']} calls), cpu {f['cpu_s_per_kpps']} s per 1,000 packets/s")
+              f"({f['ceiling_calls']} calls), cpu {f['cpu_s_per_kpps']} s per 1,000 packets/s, "
+              f"1 call within the goal: {f['low_load_ok']}")
     print(f"natlab's reader: {DEFAULT_READER}; cheaper reader meeting the goal: "
           f"{figures['chosen']} -> {OUT}")
     return 0

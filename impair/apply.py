@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from impair.profile import Impairment
-from impair.reader import DEFAULT_READER
+from impair.reader import default_reader
 from natlab.errors import RunFailure
 
 
@@ -247,7 +247,7 @@ def apply(node: Node, intf: str, imp: Impairment, workdir: Path, *,
     parts = [("nfqueue", shaper), ("statistic", random_loss), ("tbf", imp.rate_kbit is not None)]
     details = []
     if shaper:
-        details.append(f"queue {queue}, reader {reader or DEFAULT_READER}, seed {seed}, FIFO"
+        details.append(f"queue {queue}, reader {reader or default_reader()}, seed {seed}, FIFO"
                        + (", first packet of a flow not shaped" if nat_safe else ""))
     if imp.rate_kbit is not None:
         details.append(f"tbf latency {TBF_LATENCY_MS} ms")

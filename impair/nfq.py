@@ -36,7 +36,7 @@ from typing import Any
 
 from impair.netlink import Verdict
 from impair.profile import Impairment
-from impair.reader import DEFAULT_READER, READERS, open_reader
+from impair.reader import READERS, default_reader, open_reader
 
 MAX_ERROR_SAMPLES = 200_000
 PERIODIC_SAMPLES = 2_000
@@ -237,10 +237,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--spin-us", type=float, default=300.0,
                     help="poll instead of sleeping this long before a release")
     ap.add_argument("--rt-priority", type=int, default=10, help="SCHED_FIFO priority, 0 = off")
-    ap.add_argument("--reader", choices=READERS, default=DEFAULT_READER,
+    ap.add_argument("--reader", choices=READERS, default=None,
                     help="queue reader: natlab's netlink client or libnetfilter_queue")
     ap.add_argument("--stats", type=Path, default=None, help="write counters as JSON here")
     args = ap.parse_args(argv)
+    args.reader = args.reader or default_reader()
     # the same validation as apply() (raises ValueError)
     Impairment(args.delay_ms, args.jitter_ms, args.loss_pct, args.loss_burst)
     return args

@@ -103,14 +103,16 @@ def shaper_rows(s: dict[str, Any] | None) -> list[list[str]]:
 
 def shaper_levels(s: dict[str, Any]) -> list[str]:
     base = {r["calls"]: r for r in s.get("levels", []) if r.get("reader") == "none"}
-    out = ["| calls | packets/s each way | reader | jitter ms | error p50 ms | error p99 ms | "
+    out = ["| calls | packets/s each way (sent) | reader | jitter ms | error p50 ms | error p99 ms | "
            "lost | CPU s per 1,000 packets/s | path without shaper p50 ms | ok |",
            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in s.get("levels", []):
         if r.get("reader") == "none":
             continue
         b = base.get(r["calls"], {})
-        out.append(f"| {r['calls']} | {r['pps_each_way']:,} | {r['reader']} | {r['jitter_ms']:g}"
+        sent = f" ({r['pps_sent_each_way']:,})" if "pps_sent_each_way" in r else ""
+        out.append(f"| {r['calls']} | {r['pps_each_way']:,}{sent} | {r['reader']} | "
+                   f"{r['jitter_ms']:g}"
                    f" | {r['err_ms_p50']:.3f} | {r['err_ms_p99']:.3f} | {r['lost']} | "
                    f"{r['cpu_s_per_kpps']:.3f} | {b.get('base_ms_p50', '')} | "
                    f"{'yes' if r['ok'] else 'no'} |")

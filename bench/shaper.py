@@ -43,7 +43,8 @@ PREFIX = "bsh-"
 A_ADDR, B_ADDR = "198.51.100.1", "203.0.113.1"
 PORT = 41000
 PPS_PER_CALL = 50  # one direction: G.711, 20 ms packets
-LEVELS = (1, 25, 50, 100, 150, 200)  # calls; a reader stops at its first failing level >= 100
+LEVELS = (1, 25, 50, 100, 150, 200, 300, 400, 500)  # calls; a reader stops at its first
+# failing level >= 100
 DELAY_MS, JITTER_MS = 10.0, 2.0
 GOAL_P99_MS = 0.5
 SECONDS = 3.0  # per run, at least; longer at low rates for enough samples of the p99
@@ -106,6 +107,7 @@ def cpu_seconds(pid: int) -> float:
 @dataclass
 class Flow:
     sent: int
+    seconds: float  # first to last packet sent
     rows: list[list[float]]  # [seq, sent, arrived]
 
 
@@ -130,7 +132,7 @@ def traffic(a: NsNode, b: NsNode, calls: int, seed: int, tmp: Path) -> tuple[Flo
               b.popen([*py, "send", A_ADDR, str(PORT), str(calls), str(secs), str(seed + 1)],
                       **kw)]
         procs += tx
-        sent = [int(p.communicate(timeout=secs + 10)[0]) for p in tx]
+        sent = [p.communicate(timeout=secs + 10)[0].split() for p in tx]
         for p in rx:
             p.communicate(timeout=10)
     finally:
@@ -138,8 +140,8 @@ def traffic(a: NsNode, b: NsNode, calls: int, seed: int, tmp: Path) -> tuple[Flo
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    return (Flow(sent[0], json.loads(outs[0].read_text())),
-            Flow(sent[1], json.loads(outs[1].read_text())))
+    return (Flow(int(sent[0][0]), float(sent[0][1]), json.loads(outs[0].read_text())),
+            Flow(int(sent[1][0]), float(sent[1][1]), json.loads(outs[1].read_text())))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -188,7 +190,8 @@ def level(nodes: tuple[NsNode, NsNode, NsNode], calls: int, reader: str | None,
     received = sum(len(f.rows) for f in flows)
     pps = calls * PPS_PER_CALL
     row: dict[str, Any] = {"calls": calls, "pps_each_way": pps, "reader": reader or "none",
-                           "jitter_ms": jitter_ms, "sent": sent, "lost": sent - received}
+                           "jitter_ms": jitter_ms, "sent": sent, "lost": sent - received,
+                           "pps_sent_each_way": round(min(f.sent / f.seconds for f in flows))}
     if reader is None:
         delays = [(r[2] - r[1]) * 1000 for f in flows for r in f.rows]
         row |= {"base_ms_p50": round(pct(delays, 0.5), 3),

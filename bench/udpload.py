@@ -1,6 +1,6 @@
 """RTP-like UDP load for bench/shaper.py: one sender and one receiver per direction.
 
-    python -m bench.udpload send DST PORT CALLS SECONDS SEED   -> prints the packets sent
+    python -m bench.udpload send DST PORT CALLS SECONDS SEED   -> prints "packets seconds"
     python -m bench.udpload recv PORT SECONDS OUT.json          -> prints "ready", writes rows
 
 The sender paces CALLS streams of 172-byte packets (RTP header + 20 ms of G.711), one every
@@ -24,23 +24,26 @@ SO_TIMESTAMPNS = 35  # asm-generic/socket.h
 _HEAD = struct.Struct("!Id")
 
 
-def send(dst: str, port: int, calls: int, seconds: float, seed: int) -> int:
+def send(dst: str, port: int, calls: int, seconds: float, seed: int) -> tuple[int, float]:
+    """Packets sent and the time from the first to the last (the rate actually reached)."""
     rng = random.Random(seed)
     phases = sorted(rng.random() * PERIOD_S for _ in range(calls))
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     pad = bytes(PACKET_BYTES - _HEAD.size)
     t0 = time.monotonic() + 0.05
-    seq = 0
+    seq, first = 0, 0.0
     for k in range(int(seconds / PERIOD_S)):
         for phase in phases:
             wait = t0 + k * PERIOD_S + phase - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-            s.sendto(_HEAD.pack(seq, time.time()) + pad, (dst, port))
+            now = time.time()
+            s.sendto(_HEAD.pack(seq, now) + pad, (dst, port))
+            first = first or now
             seq += 1
     s.close()
-    return seq
+    return seq, time.time() - first
 
 
 def receive(port: int, seconds: float, out: str) -> int:
@@ -76,7 +79,8 @@ def receive(port: int, seconds: float, out: str) -> int:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["send"] and len(argv) == 6:
-        print(send(argv[1], int(argv[2]), int(argv[3]), float(argv[4]), int(argv[5])))
+        n, secs = send(argv[1], int(argv[2]), int(argv[3]), float(argv[4]), int(argv[5]))
+        print(n, f"{secs:.6f}")
         return 0
     if argv[:1] == ["recv"] and len(argv) == 4:
         receive(int(argv[1]), float(argv[2]), argv[3])

@@ -103,8 +103,8 @@ def shaper_rows(s: dict[str, Any] | None) -> list[list[str]]:
 
 def shaper_levels(s: dict[str, Any]) -> list[str]:
     base = {r["calls"]: r for r in s.get("levels", []) if r.get("reader") == "none"}
-    out = ["| calls | packets/s each way (sent) | reader | jitter ms | error p50 ms | error p99 ms | "
-           "lost | CPU s per 1,000 packets/s | path without shaper p50 ms | ok |",
+    out = ["| calls | packets/s each way (sent) | reader | jitter ms | error p50 ms | "
+           "error p99 ms | lost | CPU s per 1,000 packets/s | path without shaper p50 ms | ok |",
            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in s.get("levels", []):
         if r.get("reader") == "none":

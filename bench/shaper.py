@@ -293,18 +293,26 @@ def summarize(rows: list[dict[str, Any]], readers: list[str]) -> dict[str, Any]:
             else per[chosen]["ceiling_pps"]}
 
 
-def main() -> int:
-    if os.geteuid() != 0:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--summarize"]:  # again from the levels in OUT (e.g. after changing PREFERRED)
+        rows = json.loads(OUT.read_text())["levels"]
+        readers = [r for r in READERS if any(x["reader"] == r for x in rows)]
+    elif args:
+        print("usage: python -m bench.shaper [--summarize]", file=sys.stderr)
+        return 2
+    elif os.geteuid() != 0:
         print("bench.shaper: needs root (network namespaces)", file=sys.stderr)
         return 2
-    readers = [r for r in READERS if r != "libnfq" or _has_libnfq()]
-    teardown()  # leftovers of an interrupted run (our own names only)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            nodes = build()
-            rows = ramp(nodes, readers, Path(tmp))
-    finally:
-        teardown()
+    else:
+        readers = [r for r in READERS if r != "libnfq" or _has_libnfq()]
+        teardown()  # leftovers of an interrupted run (our own names only)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                nodes = build()
+                rows = ramp(nodes, readers, Path(tmp))
+        finally:
+            teardown()
     figures = {"goal": {"delay_ms": DELAY_MS, "jitter_ms": JITTER_MS,
                         "err_p99_ms": GOAL_P99_MS, "pps_per_call": PPS_PER_CALL,
                         "seconds_per_run": SECONDS, "repeats": REPEATS},

@@ -33,7 +33,11 @@ lint: venv
 venv:
 	@test -x .venv/bin/ruff -a -x .venv/bin/mypy -a -x $(NATLAB) || { echo "$(NO_VENV)"; exit 1; }
 
+# `make bench`: every timing figure into results/bench/*.json, then the bench.md table
+# (experiment.json comes from the last full `make experiment`; absent figures say so).
 bench: setup
 	$(PY) -m bench.topology_time
-	@if [ -f bench/rtp_speed.py ]; then $(PY) -m bench.rtp_speed; fi
+	$(PY) -m bench.rtp_speed
+	$(PY) -m bench.shaper
 	$(PY) -m bench.load
+	$(PY) -m bench.report

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from impair.profile import Impairment
+from impair.reader import default_reader
 from natlab.errors import RunFailure
 
 
@@ -160,7 +161,7 @@ class Applied:
     def _quiet_sh(self, command: str) -> None:
         _sh(self.node, command)
 
-    def _start_shaper(self, queue: int, seed: int, workdir: Path) -> None:
+    def _start_shaper(self, queue: int, seed: int, workdir: Path, reader: str | None) -> None:
         imp = self.imp
         base = workdir / f"impair-{_name(self.node)}-{self.intf}"
         self.stats_path = base.with_suffix(".json")
@@ -168,7 +169,7 @@ class Applied:
         argv = [sys.executable, "-m", "impair.nfq", "--queue", str(queue),
                 "--delay-ms", f"{imp.delay_ms:g}", "--jitter-ms", f"{imp.jitter_ms:g}",
                 *(loss if imp.bursty else []), "--seed", str(seed),
-                "--stats", str(self.stats_path)]
+                "--stats", str(self.stats_path), *(["--reader", reader] if reader else [])]
         pkg_root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p))
@@ -213,7 +214,7 @@ def _link(node: Node, intf: str) -> tuple[int, int]:
 
 def apply(node: Node, intf: str, imp: Impairment, workdir: Path, *,
           mechanism: str | None = None, seed: int | None = None,
-          nat_safe: bool | None = None) -> Applied:
+          nat_safe: bool | None = None, reader: str | None = None) -> Applied:
     """Impair packets leaving `intf` of `node`. mechanism: None (auto), "netem" or "nfqueue".
 
     nat_safe (nfqueue only): queue only packets whose conntrack entry is confirmed. A packet
@@ -221,7 +222,8 @@ def apply(node: Node, intf: str, imp: Impairment, workdir: Path, *,
     flow get entries (and NAT mappings) of their own: with MASQUERADE --random-fully each
     leaves with another public port. With nat_safe the first packet of every new flow skips
     the shaper (not delayed, no bursty loss; random loss and rate still apply). None: on when
-    the node has NAT rules (iptables -t nat) when apply() runs.
+    the node has NAT rules (iptables -t nat) when apply() runs. reader: the shaper's queue
+    reader (impair.reader.READERS; None = its default).
 
     Raises ImpairError (after undoing what was done) when a step fails or the shaper is not
     ready within READY_TIMEOUT_S.
@@ -245,7 +247,7 @@ def apply(node: Node, intf: str, imp: Impairment, workdir: Path, *,
     parts = [("nfqueue", shaper), ("statistic", random_loss), ("tbf", imp.rate_kbit is not None)]
     details = []
     if shaper:
-        details.append(f"queue {queue}, seed {seed}, FIFO"
+        details.append(f"queue {queue}, reader {reader or default_reader()}, seed {seed}, FIFO"
                        + (", first packet of a flow not shaped" if nat_safe else ""))
     if imp.rate_kbit is not None:
         details.append(f"tbf latency {TBF_LATENCY_MS} ms")
@@ -256,7 +258,7 @@ def apply(node: Node, intf: str, imp: Impairment, workdir: Path, *,
                            f"tc qdisc del dev {intf} root")
         if shaper:
             workdir.mkdir(parents=True, exist_ok=True)
-            applied._start_shaper(queue, seed, workdir)
+            applied._start_shaper(queue, seed, workdir, reader)
         if random_loss:
             rule = _rule(intf, f"-m statistic --mode random --probability "
                                f"{imp.loss_pct / 100:.8f} -j DROP")

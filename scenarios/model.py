@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from impair.capacity import over_ceiling
 from scenarios.remedy import REMEDIES, Remedy
 from services.kamailio import TrunkMode
 from topology.nat import NatOptions, nat_table
@@ -156,7 +157,18 @@ def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
                   trunk_keepalive_s=int(_number(where, data, "trunk_keepalive_s", 0, 60)),
                   source=path)
     kind.validate(sc)
+    _capacity(where, kind.concurrent_calls(sc), wan_of(sc, plan))
     return sc
+
+
+def _capacity(where: str, calls: int | None, values: dict[str, float]) -> None:
+    """Refuse more concurrent calls than the WAN shaper keeps on time (bench/shaper.py)."""
+    why = None if calls is None else over_ceiling(calls, values, netem=False)
+    if why:
+        from impair.apply import has_netem  # a kernel probe: only when it matters
+
+        if not has_netem():
+            raise ConfigError(f"{where}: {why}")
 
 
 def _remedy(where: str, data: dict[str, Any]) -> Remedy | None:

@@ -14,7 +14,7 @@ esac
 
 PKGS="mininet kamailio coturn baresip tshark tcpdump bridge-utils iptables conntrack iproute2
       iputils-ping net-tools python3-venv procps chromium nftables rtpengine-daemon linphone-cli
-      sipvicious sipsak"
+      sipvicious sipsak libnetfilter-queue-dev gcc python3-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -58,6 +58,9 @@ if [ ! -x .venv/bin/python ] || ! supported .venv/bin/python; then
 fi
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  # the shaper's libnetfilter_queue reader (impair.reader); natlab falls back to its own
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[shaper]' \
+    || echo "natlab setup: netfilterqueue not built; the WAN shaper uses its netlink reader" >&2
   .venv/bin/python -c 'import mininet' 2>/dev/null || .venv/bin/pip install -q 'mininet==2.3.0.dev6'
   touch .venv/.installed
 fi

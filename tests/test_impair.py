@@ -43,6 +43,7 @@ from impair.netlink import (
 )
 from impair.nfq import DelayModel, LossModel
 from impair.nfq import main as nfq_main
+from impair.reader import READERS
 
 PREFIX = f"imp{os.getpid() % 100000}"
 H2_ADDR = "203.0.113.1"
@@ -269,6 +270,7 @@ def test_gilbert_model_statistics() -> None:
 
 def test_shaper_rejects_bad_arguments() -> None:
     assert nfq_main(["--queue", "1", "--delay-ms", "-5"]) == 2
+    assert nfq_main(["--queue", "1", "--reader", "bogus"]) == 2
 
 
 # -- root: real namespaces ------------------------------------------------------------------
@@ -282,8 +284,12 @@ def test_has_netem_matches_kernel() -> None:
 
 
 @requires_root
-def test_delay(lab: Lab, impaired: Callable[..., Applied]) -> None:
-    a = impaired(Impairment(delay_ms=40), mechanism="nfqueue")
+@pytest.mark.parametrize("reader", READERS)
+def test_delay(lab: Lab, impaired: Callable[..., Applied], reader: str) -> None:
+    if reader == "libnfq":
+        pytest.importorskip("netfilterqueue")
+    a = impaired(Impairment(delay_ms=40), mechanism="nfqueue", reader=reader)
+    assert f"reader {reader}" in a.describe()
     rx = stream(lab, 500, 0.005)
     added = statistics.fmean(rx.delays_ms) - lab.base_ms
     a.stop()
@@ -293,6 +299,7 @@ def test_delay(lab: Lab, impaired: Callable[..., Applied]) -> None:
     assert len(rx.seqs) == 500
     assert abs(added - 40) <= 0.05 * 40
     assert stats["accepted"] == 500 and stats["late_us_p50"] < 500  # tails: VM noise
+    assert stats["reader"] == reader
 
 
 @requires_root

@@ -86,6 +86,12 @@ class Kind:
     def validate(self, sc: Scenario) -> None:
         """Checks across common keys and the kind's own (ConfigError)."""
 
+    def concurrent_calls(self, sc: Scenario) -> int | None:
+        """The most calls crossing the WAN at once (the shaper's load); None: not known
+        before the run (the kind then checks impair.capacity itself)."""
+        rounds = [c.round for c in sc.call_list()]
+        return max(rounds.count(r) for r in set(rounds))
+
     def phones(self, sc: Scenario, calls: list[Call]) -> set[str]:
         return {e for c in calls for e in (c.caller, c.callee)}
 

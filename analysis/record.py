@@ -42,6 +42,7 @@ class ScenarioRecord:
     seconds: float = 0.0
     calls: list[CallRecord] = field(default_factory=list)
     wan: dict[str, Any] = field(default_factory=dict)  # profile, values, links
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: net, services, calls...
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

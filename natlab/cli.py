@@ -13,6 +13,7 @@ from natlab.guard import AlreadyRunning, RunLock, clean_leftovers, is_locked, ra
 from natlab.preflight import preflight
 from natlab.reaper import Reaper
 from report import labkey, quiz
+from report.timing import write_experiment
 from report.write import new_run_dir, text_table
 from scenarios.model import TRUNKS, available_sets, select
 from topology.plan import Plan, load_plan
@@ -44,6 +45,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"natlab: quiz: write your predictions into {out.rundir}/predictions.toml, then "
               f"run: natlab grade {out.rundir}")
     print(f"natlab: wrote {out.rundir}/summary.json and report.md; open {out.rundir}/report.html")
+    if not args.set and not args.scenario and not out.interrupted and not out.failure:
+        bench = Path(args.results).resolve() / "bench" / "experiment.json"  # its wall times
+        print(f"natlab: wrote {write_experiment([out.rundir], bench)}")
     if out.interrupted:
         print("natlab: interrupted; everything was torn down, partial results kept",
               file=sys.stderr)

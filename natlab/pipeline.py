@@ -33,7 +33,7 @@ from natlab.spawn import deferred
 from natlab.versions import versions
 from report import fault as fault_report
 from report import load as load_report
-from report import matrix, quiz
+from report import matrix, quiz, timing
 from report.html import write_html
 from report.ladder import write as draw_ladder
 from report.qos import QosScenario, write_qos
@@ -82,6 +82,7 @@ def _freeze(rundir: Path, plan: Plan, scenarios: list[Scenario], sets: list[str]
     (rundir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")
     meta = {"natlab": 2, "run_id": rundir.name, "config": plan.source, "sets": sets,
             "scenarios": [sc.name for sc in scenarios], "host": platform.node(),
+            "set_of": {sc.name: sc.source.parent.name for sc in scenarios if sc.source},
             "kernel": platform.release(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "ended": None, "wall_s": None, "complete": False, "interrupted": False,
             "failure": None}
@@ -133,6 +134,7 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
                 complete=not interrupted and failure is None, interrupted=interrupted,
                 failure=failure)
     _write_meta(rundir, meta)
+    t0 = time.monotonic()
     try:
         analysis = analyse(rundir)
         report(rundir, analysis)
@@ -143,6 +145,8 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
         with deferred():
             analysis = analyse(rundir)
             report(rundir, analysis)
+    meta["analysis_s"] = round(time.monotonic() - t0, 2)  # analysis and report
+    _write_meta(rundir, meta)
     return Outcome(rundir, analysis.verdicts, interrupted, failure)
 
 
@@ -305,8 +309,11 @@ def report(rundir: Path, analysis: Analysis) -> None:
         for label, ladder in analysis.ladders.get(v.name, []):
             draw_ladder(ladder, f"{v.name} {label}", folder / "ladders" / label)
     plan = load_plan(rundir / CONFIG_FILE)
-    write_run(rundir, analysis.verdicts, analysis.meta, write_qos(rundir, analysis.qos)
+    times = timing.timing(rundir, analysis.meta)
+    write_run(rundir, analysis.verdicts, {**analysis.meta, "timing": times},
+              write_qos(rundir, analysis.qos)
               + matrix.overhead(analysis.verdicts, analysis.qos)
               + fault_report.markdown(analysis.verdicts)
-              + load_report.section(rundir, analysis.verdicts), hide, plan)
+              + load_report.section(rundir, analysis.verdicts)
+              + timing.markdown(times), hide, plan)
     write_html(rundir, plan, analysis.verdicts, analysis.meta, hide, analysis.descriptions)

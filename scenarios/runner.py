@@ -138,16 +138,22 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     rec = ScenarioRecord(name=sc.name, kind=sc.kind, status="failed")
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
+    lap = _Laps(rec.phases)
     try:
         with Network(plan, port_forwards(plan, sc.trunk, sc), nat=dict(sc.nat)) as net, \
                 ExitStack() as stack:
+            lap("net_up")
+            stack.callback(lap, "teardown")  # the last callback: after every daemon stopped
             daemons = start_services(stack, net, plan, sc.trunk, sc, outdir, creds)
+            lap("services")
             rec.wan = stack.enter_context(wan_profile(net, plan, sc, outdir))
             stack.enter_context(natrun.watch(net, plan, sc, outdir,
                                              kind.phones(sc, sc.call_list())))
+            lap("wan")
             for rnd in range(1, sc.rounds + 1):
                 if rnd > 1 and sc.pause_s:
                     time.sleep(sc.pause_s)  # the scenario's idle time between rounds
+                    lap("pause")
                 calls = [c for c in sc.call_list() if c.round == rnd]
                 rdir = outdir / _pcap_dir(sc, rnd)
                 rdir.mkdir(parents=True, exist_ok=True)
@@ -159,10 +165,13 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
                     specs = [(net.host(node), intf, rdir / f"{key}.pcap")
                              for node, intf, key in points]
                     start_captures(specs, round_stack, kind.capture_buffer_kib)
+                    lap("captures")
                     kind.run_round(RoundContext(round_stack, net, plan, sc, outdir, creds,
                                                 daemons), calls)
                 rec.calls += [_record(sc, c, outdir, time.monotonic() - (
                     started if sc.calls == 1 else t0)) for c in calls]
+                lap("calls")
+        lap("net_down")
         rec.status = "complete"
     except KeyboardInterrupt:
         rec.status = "interrupted"
@@ -174,6 +183,18 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
         rec.seconds = round(time.monotonic() - started, 2)
         rec.save(outdir)
     return rec
+
+
+class _Laps:
+    """Adds the seconds since the last lap to a named phase (where a scenario's time goes)."""
+
+    def __init__(self, phases: dict[str, float]):
+        self.phases, self.t = phases, time.monotonic()
+
+    def __call__(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases[name] = round(self.phases.get(name, 0.0) + now - self.t, 3)
+        self.t = now
 
 
 def _round_line(sc: Scenario, rnd: int, calls: int) -> Callable[[float], str]:

@@ -1,6 +1,7 @@
 """Markers, waits and assertions shared by the tests (conftest.py re-exports the markers)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -126,3 +127,17 @@ def leftovers(phones: list[str]) -> list[str]:
 def assert_nothing_left(phones: list[str]) -> None:
     left = leftovers(phones)
     assert left == [], f"left behind: {', '.join(left)}"
+
+
+def run_scenarios(results: Path, names: tuple[str, ...] | list[str],
+                  timeout: float) -> dict[str, dict[str, Any]]:
+    """`natlab run --scenario ...` into `results` (must exit 0); its summary entries by name,
+    each with "dir" (the scenario's folder)."""
+    args = [a for name in names for a in ("--scenario", name)]
+    res = subprocess.run([sys.executable, "-m", "natlab", "run", *args, "--results",
+                          str(results)], capture_output=True, text=True, timeout=timeout,
+                         cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((results / "latest" / "summary.json").read_text())
+    return {s["name"]: {**s, "dir": results / "latest" / s["name"]}
+            for s in summary["scenarios"]}

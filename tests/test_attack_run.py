@@ -4,14 +4,12 @@ refuses it (403) and logs the source. About 20 s."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, requires, requires_root
-from helpers import assert_nothing_left
+from conftest import requires, requires_root
+from helpers import assert_nothing_left, run_scenarios
 
 from analysis.packets import read_udp, sip_messages
 
@@ -22,14 +20,7 @@ ATTACKER = "192.0.2.66"
 
 @pytest.fixture(scope="module")
 def hijack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    results = tmp_path_factory.mktemp("attack")
-    args = [a for name in PAIR for a in ("--scenario", name)]
-    res = subprocess.run([sys.executable, "-m", "natlab", "run", *args, "--results",
-                          str(results)], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert res.returncode == 0, res.stderr[-3000:]
-    summary = json.loads((results / "latest" / "summary.json").read_text())
-    return {s["name"]: {**s, "dir": results / "latest" / s["name"]}
-            for s in summary["scenarios"]}
+    return run_scenarios(tmp_path_factory.mktemp("attack"), PAIR, timeout=120)
 
 
 def _answers(folder: Path) -> list[str]:

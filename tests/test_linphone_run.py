@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, requires, requires_root
-from helpers import assert_nothing_left
+from helpers import assert_nothing_left, run_scenarios
 
 pytestmark = [requires_root, requires("linphonec")]
 CELLS = ("401_linphone_caller_nostun", "402_linphone_caller_stunice")
@@ -20,14 +20,7 @@ CELLS = ("401_linphone_caller_nostun", "402_linphone_caller_stunice")
 
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    results = tmp_path_factory.mktemp("linphone")
-    args = [a for c in CELLS for a in ("--scenario", c)]
-    res = subprocess.run([sys.executable, "-m", "natlab", "run", *args, "--results",
-                          str(results)], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert res.returncode == 0, res.stderr[-3000:]
-    summary = json.loads((results / "latest" / "summary.json").read_text())
-    return {s["name"]: {**s, "dir": results / "latest" / s["name"]}
-            for s in summary["scenarios"]}
+    return run_scenarios(tmp_path_factory.mktemp("linphone"), CELLS, timeout=300)
 
 
 def test_no_nat_policy_fails_toward_private_address(cells: dict[str, Any]) -> None:

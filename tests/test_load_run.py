@@ -2,26 +2,17 @@
 NATs beside two pjsua2 calls; every call completes with its BYE answered and no RTP is lost."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
-from conftest import ROOT, requires, requires_root
-from helpers import assert_nothing_left
+from conftest import requires, requires_root
+from helpers import assert_nothing_left, run_scenarios
 
 pytestmark = [requires_root, requires("sipp", "kamailio", "turnserver")]
 
 
 def test_ten_simultaneous_calls_complete_without_loss(
         tmp_path_factory: pytest.TempPathFactory) -> None:
-    results = tmp_path_factory.mktemp("load")
-    res = subprocess.run([sys.executable, "-m", "natlab", "run", "--scenario", "701_load_10",
-                          "--results", str(results)], capture_output=True, text=True,
-                         timeout=180, cwd=ROOT)
-    assert res.returncode == 0, res.stderr[-3000:]
-    summary = json.loads((results / "latest" / "summary.json").read_text())
-    (step,) = summary["scenarios"]
+    steps = run_scenarios(tmp_path_factory.mktemp("load"), ["701_load_10"], timeout=180)
+    (step,) = steps.values()
     row = step["load"]
     assert step["verdict"] == "works", step["explanation"]
     assert (row["attempted"], row["established"], row["completed"]) == (10, 10, 10)

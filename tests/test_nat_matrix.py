@@ -3,14 +3,12 @@ by rtpengine through symmetric NAT, and the mapping-lifetime pair (keepalives fi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, requires, requires_root
-from helpers import assert_nothing_left
+from conftest import requires, requires_root
+from helpers import assert_nothing_left, run_scenarios
 
 pytestmark = [requires_root, requires("rtpengine", "turnutils_natdiscovery", "nft")]
 CELLS = ("343_symmetric_iceturn", "344_symmetric_anchor", "383_lifetime_nokeepalive",
@@ -19,14 +17,7 @@ CELLS = ("343_symmetric_iceturn", "344_symmetric_anchor", "383_lifetime_nokeepal
 
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    results = tmp_path_factory.mktemp("nat")
-    args = [a for c in CELLS for a in ("--scenario", c)]
-    res = subprocess.run([sys.executable, "-m", "natlab", "run", *args, "--results",
-                          str(results)], capture_output=True, text=True, timeout=400, cwd=ROOT)
-    assert res.returncode == 0, res.stderr[-3000:]
-    summary = json.loads((results / "latest" / "summary.json").read_text())
-    return {s["name"]: {**s, "dir": results / "latest" / s["name"]}
-            for s in summary["scenarios"]}
+    return run_scenarios(tmp_path_factory.mktemp("nat"), CELLS, timeout=400)
 
 
 def test_turn_relays_through_symmetric_nat_on_both_sides(cells: dict[str, Any]) -> None:

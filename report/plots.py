@@ -6,13 +6,17 @@ from typing import Any
 
 from analysis.emodel import compute, from_measurement
 from analysis.qos import CODEC, JITTER_BUFFER_MS, Direction
+from natlab.spawn import deferred
 
 
 def _plt() -> Any:
-    import matplotlib
+    """pyplot on the Agg backend. The first import takes a while and must not be cut by a stop
+    signal: a half-imported matplotlib stays broken for the interrupted run's second report."""
+    with deferred():
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     return plt
 

@@ -69,16 +69,11 @@ def watch(net: Any, plan: Plan, sc: Scenario, outdir: Path, busy: set[str]) -> I
         except Exception as exc:  # kept as the reason; the scenario still runs
             results[lan.name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
-    def snapshot() -> None:
-        _snapshot(net, plan, tables)
-
     workers = [threading.Thread(target=discover, args=(lan,), daemon=True)
                for lan in plan.lans] if tests else []
     for w in workers:
         w.start()
-    timer = threading.Timer(CALL_SETUP_S + sc.duration_s / 2, snapshot)
-    timer.daemon = True
-    timer.start()
+    timer = _mid_call(net, plan, sc, tables)
     try:
         yield
     finally:
@@ -99,13 +94,20 @@ def _snapshot(net: Any, plan: Plan, tables: dict[str, list[Entry] | str]) -> Non
             tables[lan.name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _mid_call(net: Any, plan: Plan, sc: Scenario,
+              tables: dict[str, list[Entry] | str]) -> threading.Timer:
+    """A started timer that takes each router's conntrack table halfway through the media."""
+    timer = threading.Timer(CALL_SETUP_S + sc.duration_s / 2, _snapshot, (net, plan, tables))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 @contextmanager
 def bindings(net: Any, plan: Plan, sc: Scenario, outdir: Path) -> Iterator[None]:
     """Each router's conntrack table halfway through the first round's media, only."""
     tables: dict[str, list[Entry] | str] = {}
-    timer = threading.Timer(CALL_SETUP_S + sc.duration_s / 2, _snapshot, (net, plan, tables))
-    timer.daemon = True
-    timer.start()
+    timer = _mid_call(net, plan, sc, tables)
     try:
         yield
     finally:

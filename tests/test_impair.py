@@ -28,6 +28,7 @@ import pytest
 from helpers import requires_root
 from stats import binomial_interval, z_value
 
+from bench.shaper import NsNode  # the ip-netns node apply() drives, shared with the bench
 from impair import Applied, Impairment, apply, has_netem
 from impair.apply import ImpairError, netem_command
 from impair.netlink import (
@@ -93,21 +94,6 @@ while len(rows) < n:
 with open(out, "w") as f:
     json.dump(rows, f)
 """
-
-
-class NsNode:
-    """The Mininet host interface apply() uses (cmd, popen), on an `ip netns` namespace."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def cmd(self, command: str) -> str:
-        res = subprocess.run(["ip", "netns", "exec", self.name, "sh", "-c", command],
-                             capture_output=True, text=True, timeout=30)
-        return res.stdout + res.stderr
-
-    def popen(self, args: list[str], **kw: Any) -> subprocess.Popen[Any]:
-        return subprocess.Popen(["ip", "netns", "exec", self.name, *args], **kw)
 
 
 @dataclass

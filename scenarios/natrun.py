@@ -30,10 +30,11 @@ CALL_SETUP_S = 2.0  # registration and INVITE before the media starts
 TESTS = {"mapping": "m", "filtering": "f", "hairpin": "H"}
 
 
-def _prober(lan: Lan, busy: set[str]) -> str:
-    """A phone of the LAN that is not in the call (or the first one)."""
-    free = [e for e in sorted(lan.phones) if e not in busy]
-    return phone_name(free[0] if free else sorted(lan.phones)[0])
+def _prober(lan: Lan, busy: set[str], built: set[str] | None = None) -> str:
+    """A phone of the LAN (of those the network has) that is not in the call, or the first."""
+    have = [e for e in sorted(lan.phones) if built is None or e in built]
+    free = [e for e in have if e not in busy]
+    return phone_name(free[0] if free else have[0])
 
 
 def configured(o: NatOptions) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def watch(net: Any, plan: Plan, sc: Scenario, outdir: Path, busy: set[str]) -> I
 
     def discover(lan: Lan) -> None:
         try:
-            host = net.host(_prober(lan, busy))
+            host = net.host(_prober(lan, busy, net.phones))
             results[lan.name] = run_discovery(host, plan.servers.stun, outdir / "natdiscovery",
                                               tests=tests)
         except Exception as exc:  # kept as the reason; the scenario still runs

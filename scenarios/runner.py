@@ -76,6 +76,16 @@ def port_forwards(plan: Plan, trunk: str,
     return out
 
 
+BASE_PHONES = 2  # per LAN, in extension order: always in the network (the paper's phones)
+
+
+def net_phones(plan: Plan, sc: Scenario) -> set[str]:
+    """The phones a scenario's network has: each LAN's first BASE_PHONES, plus every phone the
+    scenario's calls name (a plan may hold more phones, e.g. for concurrent calls)."""
+    base = {e for lan in plan.lans for e in sorted(lan.phones)[:BASE_PHONES]}
+    return base | KINDS[sc.kind].phones(sc, sc.call_list())
+
+
 def _daemons(net: Network, plan: Plan, trunk: str, sc: Scenario | None,
              outdir: Path, creds: dict[str, str]) -> list[Daemon]:
     remedy = sc.remedy if sc is not None else None
@@ -140,7 +150,8 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     started = time.monotonic()
     lap = _Laps(rec.phases)
     try:
-        with Network(plan, port_forwards(plan, sc.trunk, sc), nat=dict(sc.nat)) as net, \
+        with Network(plan, port_forwards(plan, sc.trunk, sc), nat=dict(sc.nat),
+                     phones=net_phones(plan, sc)) as net, \
                 ExitStack() as stack:
             lap("net_up")
             stack.callback(lap, "teardown")  # the last callback: after every daemon stopped

@@ -46,10 +46,12 @@ class Network:
     """The running testbed network; use as a context manager so it always comes down."""
 
     def __init__(self, plan: Plan, forwards: dict[str, PortForward | None] | None = None,
-                 nat: dict[str, NatOptions] | None = None):
+                 nat: dict[str, NatOptions] | None = None, phones: set[str] | None = None):
         """`forwards` and `nat` are keyed by LAN name ("lan1"); a missing LAN gets the default
-        (no forward; port-restricted NAT, no hairpin, kernel timeouts, no SIP ALG)."""
+        (no forward; port-restricted NAT, no hairpin, kernel timeouts, no SIP ALG). `phones`:
+        the phones to build (None: all of the plan's; fewer namespaces come up faster)."""
         self.plan = plan
+        self.phones = phones
         self.forwards = forwards or {}
         self.nat = nat or {}
         unknown = set(self.nat) - {lan.name for lan in plan.lans}
@@ -74,7 +76,7 @@ class Network:
 
     def start(self) -> None:
         setLogLevel("error")
-        self.net = Mininet(topo=NatLabTopo(plan=self.plan), controller=None,
+        self.net = Mininet(topo=NatLabTopo(plan=self.plan, phones=self.phones), controller=None,
                            switch=LinuxBridge, host=NatlabHost, autoSetMacs=True,
                            autoStaticArp=False, build=False, waitConnected=False)
         self.net.build()

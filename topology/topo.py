@@ -38,6 +38,7 @@ class NatLabTopo(Topo):
 
     def build(self, *args: Any, **params: Any) -> None:
         plan: Plan = params["plan"]
+        only = params.get("phones")  # build only these phones (None: every phone of the plan)
         core = self.addHost(CORE, ip=None)
         for lan in plan.lans:
             n = lan.index
@@ -50,6 +51,8 @@ class NatLabTopo(Topo):
                                defaultRoute=f"via {lan.router}")
             self.addLink(pbx, switch)
             for ext, addr in sorted(lan.phones.items()):
+                if only is not None and ext not in only:
+                    continue
                 phone = self.addHost(phone_name(ext), ip=_cidr(addr, plen),
                                      defaultRoute=f"via {lan.router}")
                 self.addLink(phone, switch)

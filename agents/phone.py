@@ -181,7 +181,9 @@ class Phone:
             self.account.shutdown()
             self.account = None
         if self.ep is not None:
-            self.ep.libDestroy()
+            # the account's unREGISTER is already sent; without NO_NETWORK pjsua would also
+            # wait ~1 s for its answer and for transports, on every agent's exit
+            self.ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
             self.ep = None
 
     def pump(self, ms: int) -> None:

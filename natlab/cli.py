@@ -7,7 +7,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from natlab import cmd_analyze, cmd_emodel, pipeline
-from natlab.constants import STUN_PORT
+from natlab.constants import SLOTS, STUN_PORT
 from natlab.errors import InputError, NatlabError
 from natlab.guard import AlreadyRunning, RunLock, clean_leftovers, is_locked, raise_on_term
 from natlab.preflight import preflight
@@ -16,6 +16,7 @@ from report import labkey, quiz
 from report.timing import write_experiment
 from report.write import new_run_dir, text_table
 from scenarios.model import TRUNKS, available_sets, select
+from scenarios.parallel import JOBS
 from topology.plan import Plan, load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                  else select(plan, names=args.scenario))  # all input is checked before any start
     out = pipeline.run(plan, scenarios, Path(args.results).resolve(),
                        sets if not args.scenario else ["custom"],
-                       quiz_run=args.quiz)
+                       quiz_run=args.quiz, jobs=args.jobs)
     print(text_table(out.verdicts, hidden=args.quiz))
     if args.quiz:
         print(f"natlab: quiz: write your predictions into {out.rundir}/predictions.toml, then "
@@ -188,6 +189,12 @@ Type exit (or Ctrl-D) to tear everything down.
 """
 
 
+def _jobs(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= SLOTS:
+        raise argparse.ArgumentTypeError(f"must be a whole number within 1..{SLOTS}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="natlab", description=__doc__)
     p.add_argument("--config", help="address plan TOML (default: config/default.toml)")
@@ -201,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default=str(ROOT / "results"), help="results folder")
     run.add_argument("--quiz", action="store_true",
                      help="hide the verdicts until predictions are written and graded")
+    run.add_argument("--jobs", type=_jobs, default=JOBS, metavar="N",
+                     help=f"scenarios side by side, each in its own network (default {JOBS}; "
+                          "QoS scenarios always run alone; 1: one after another)")
     run.add_argument("--strict", action="store_true",
                      help="exit 1 when a verdict differs from the scenario's expectation")
     run.set_defaults(func=cmd_run)

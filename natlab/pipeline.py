@@ -41,6 +41,7 @@ from report.write import new_run_dir, write_run
 from scenarios.kinds import KINDS
 from scenarios.kinds.base import CallInput
 from scenarios.model import Call, Scenario, load_scenario, wan_of
+from scenarios.parallel import run_all
 from scenarios.wan import mechanism
 from services.credentials import write_credentials
 from topology.plan import Plan, load_plan, phone_name
@@ -95,10 +96,11 @@ def _write_meta(rundir: Path, meta: dict[str, Any]) -> None:
 
 
 def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
-        progress: Progress | None = None, quiz_run: bool = False) -> Outcome:
-    """Run every scenario, then analyse and report what finished. Ctrl-C or a run failure
-    stops the loop; what finished is still analysed and the run is marked."""
-    from scenarios.runner import credentials, run_scenario  # needs Mininet: only when running
+        progress: Progress | None = None, quiz_run: bool = False, jobs: int = 1) -> Outcome:
+    """Run every scenario (up to `jobs` side by side, scenarios.parallel), then analyse and
+    report what finished. Ctrl-C or a run failure stops the run; what finished is still
+    analysed and the run is marked."""
+    from scenarios.runner import credentials  # needs Mininet: only when running
 
     progress = progress or Progress()
     raise_on_term()  # SIGTERM/SIGHUP stop the run as Ctrl-C does
@@ -114,13 +116,10 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
             rundir = new_run_dir(results)
             meta = _freeze(rundir, plan, scenarios, sets)
             meta["quiz"] = quiz_run
+            meta["jobs"] = jobs
             creds = credentials(plan, scenarios)
             write_credentials(rundir / CREDENTIALS_FILE, creds)  # 0600; never in a report
-        for sc in scenarios:
-            progress.line(f"natlab: {sc.name}: {sc.description} ...")
-            rec = run_scenario(plan, sc, rundir / sc.name, creds, progress)
-            progress.line(f"natlab: {sc.name}: ran {len(rec.calls)} call(s) in "
-                          f"{rec.seconds:.1f} s")
+        run_all(plan, scenarios, rundir, creds, progress, jobs)
     except KeyboardInterrupt:
         interrupted = True
     except RunFailure as exc:

@@ -137,7 +137,7 @@ def _pcap_dir(sc: Scenario, rnd: int) -> str:
 
 
 def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
-                 progress: Progress | None = None) -> ScenarioRecord:
+                 progress: Progress | None = None, slot: int = 0) -> ScenarioRecord:
     """One network and one set of daemons per scenario; calls run in rounds, each round with
     its own captures. The record is saved whatever happens (status complete, interrupted or
     failed); the exception, if any, goes on to the caller."""
@@ -151,7 +151,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     lap = _Laps(rec.phases)
     try:
         with Network(plan, port_forwards(plan, sc.trunk, sc), nat=dict(sc.nat),
-                     phones=net_phones(plan, sc)) as net, \
+                     phones=net_phones(plan, sc), slot=slot) as net, \
                 ExitStack() as stack:
             lap("net_up")
             stack.callback(lap, "teardown")  # the last callback: after every daemon stopped

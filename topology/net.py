@@ -46,12 +46,15 @@ class Network:
     """The running testbed network; use as a context manager so it always comes down."""
 
     def __init__(self, plan: Plan, forwards: dict[str, PortForward | None] | None = None,
-                 nat: dict[str, NatOptions] | None = None, phones: set[str] | None = None):
+                 nat: dict[str, NatOptions] | None = None, phones: set[str] | None = None,
+                 slot: int = 0):
         """`forwards` and `nat` are keyed by LAN name ("lan1"); a missing LAN gets the default
         (no forward; port-restricted NAT, no hairpin, kernel timeouts, no SIP ALG). `phones`:
-        the phones to build (None: all of the plan's; fewer namespaces come up faster)."""
+        the phones to build (None: all of the plan's; fewer namespaces come up faster).
+        `slot` names the bridges, so networks in different slots can run side by side."""
         self.plan = plan
         self.phones = phones
+        self.slot = slot
         self.forwards = forwards or {}
         self.nat = nat or {}
         unknown = set(self.nat) - {lan.name for lan in plan.lans}
@@ -76,7 +79,8 @@ class Network:
 
     def start(self) -> None:
         setLogLevel("error")
-        self.net = Mininet(topo=NatLabTopo(plan=self.plan, phones=self.phones), controller=None,
+        topo = NatLabTopo(plan=self.plan, phones=self.phones, slot=self.slot)
+        self.net = Mininet(topo=topo, controller=None,
                            switch=LinuxBridge, host=NatlabHost, autoSetMacs=True,
                            autoStaticArp=False, build=False, waitConnected=False)
         self.net.build()

@@ -21,7 +21,7 @@ from typing import Any
 
 from mininet.topo import Topo
 
-from natlab.constants import ATTACKER_NODE, STUN_NODE
+from natlab.constants import ATTACKER_NODE, STUN_NODE, switch_name
 from natlab.constants import CORE as CORE_NODE
 from topology.plan import Plan, phone_name
 from topology.router import Node, run
@@ -39,11 +39,12 @@ class NatLabTopo(Topo):
     def build(self, *args: Any, **params: Any) -> None:
         plan: Plan = params["plan"]
         only = params.get("phones")  # build only these phones (None: every phone of the plan)
+        slot = params.get("slot", 0)  # which bridge names (networks side by side)
         core = self.addHost(CORE, ip=None)
         for lan in plan.lans:
             n = lan.index
             plen = lan.subnet.prefixlen
-            switch = self.addSwitch(f"s{n}")
+            switch = self.addSwitch(switch_name(n, slot))
             router = self.addHost(lan.router_name, ip=None)
             self.addLink(router, switch, intfName1=f"{lan.router_name}-lan",
                          params1={"ip": _cidr(lan.router, plen)})
@@ -62,7 +63,7 @@ class NatLabTopo(Topo):
                          params1={"ip": _cidr(lan.wan_ip, wlen)},
                          params2={"ip": _cidr(lan.wan_gateway, wlen)})
         srv = plan.servers
-        switch = self.addSwitch("s3")
+        switch = self.addSwitch(switch_name(3, slot))
         self.addLink(core, switch, intfName1="core-srv",
                      params1={"ip": _cidr(srv.gateway, srv.subnet.prefixlen)})
         stun = self.addHost(STUN, ip=_cidr(srv.stun, srv.subnet.prefixlen),

@@ -1,0 +1,84 @@
+"""Run a run's scenarios, several side by side: each still gets its own network (its own
+namespaces, conntrack tables, bridges named for its slot) and its own daemons.
+
+Scenarios that measure QoS run alone, after the others, so that nothing else shares the CPU
+while their jitter and delay are measured. With jobs = 1 every scenario runs alone, in order.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from natlab.constants import SLOTS
+from natlab.progress import Progress
+from scenarios.model import Scenario
+from topology.plan import Plan
+
+JOBS = 3  # scenarios side by side on a 2-core machine: their calls mostly wait on media
+STOP_WAIT_S = 90.0  # after Ctrl-C: how long the running scenarios get to finish and tear down
+
+
+def alone(sc: Scenario) -> bool:
+    """A scenario that must have the machine to itself (its QoS figures depend on it)."""
+    return sc.qos
+
+
+def run_all(plan: Plan, scenarios: list[Scenario], rundir: Path, creds: dict[str, str],
+            progress: Progress, jobs: int = 1) -> None:
+    """Every scenario into rundir/<name>; raises the first failure (RunFailure, or
+    KeyboardInterrupt on Ctrl-C) once no scenario runs any more."""
+    side = [sc for sc in scenarios if not alone(sc)] if jobs > 1 else []
+    _pool(plan, side, rundir, creds, progress, min(jobs, SLOTS))
+    for sc in scenarios:
+        if sc not in side:
+            _one(plan, sc, rundir, creds, progress, 0, quiet=False)
+
+
+def _one(plan: Plan, sc: Scenario, rundir: Path, creds: dict[str, str], progress: Progress,
+         slot: int, quiet: bool) -> None:
+    from scenarios.runner import run_scenario  # needs Mininet: only when running
+
+    progress.line(f"natlab: {sc.name}: {sc.description} ...")
+    rec = run_scenario(plan, sc, rundir / sc.name, creds,
+                       Progress(quiet=True) if quiet else progress, slot)
+    progress.line(f"natlab: {sc.name}: ran {len(rec.calls)} call(s) in {rec.seconds:.1f} s")
+
+
+def _pool(plan: Plan, scenarios: list[Scenario], rundir: Path, creds: dict[str, str],
+          progress: Progress, jobs: int) -> None:
+    if not scenarios:
+        return
+    todo = list(reversed(scenarios))
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work(slot: int) -> None:
+        while not stop.is_set():
+            with lock:
+                if not todo:
+                    return
+                sc = todo.pop()
+            try:
+                _one(plan, sc, rundir, creds, progress, slot, quiet=True)
+            except BaseException as exc:  # handed to the main thread
+                with lock:
+                    errors.append(exc)
+                stop.set()
+
+    workers = [threading.Thread(target=work, args=(k + 1,), name=f"slot-{k + 1}", daemon=True)
+               for k in range(min(jobs, len(scenarios)))]
+    for w in workers:
+        w.start()
+    try:
+        while any(w.is_alive() for w in workers):
+            for w in workers:
+                w.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        progress.line("natlab: stopping: waiting for the running scenarios to tear down")
+        for w in workers:
+            w.join(STOP_WAIT_S)
+        raise
+    if errors:
+        raise errors[0]

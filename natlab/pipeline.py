@@ -9,10 +9,12 @@ scenario.json (analysis.record).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,31 +270,46 @@ def analyse(rundir: Path, names: list[str] | None = None) -> Analysis:
     except (OSError, ValueError) as exc:
         raise AnalysisError(f"{rundir} is not a natlab run folder (no readable {RUN_FILE}: "
                             f"{exc})") from None
-    plan = load_plan(rundir / CONFIG_FILE)
     out = Analysis(meta)
     unknown = set(names or []) - set(meta.get("scenarios", []))
     if unknown:
         raise InputError(f"{rundir} has no scenario {', '.join(sorted(unknown))}")
-    for name in names or meta.get("scenarios", []):
-        if not (rundir / name).is_dir():
-            continue  # not reached (interrupted or failed before it)
-        try:
-            sc = load_scenario(rundir / SCENARIO_DIR / f"{name}.toml", plan)
-        except NatlabError as exc:
-            out.verdicts.append(error_verdict(Subject(name, False, "none", "works"), str(exc)))
-            continue
-        ladders: list[tuple[str, Ladder]] = []
-        out.descriptions[name] = sc.description
-        try:
-            verdict, qos = analyse_scenario(rundir, plan, sc, ladders)
-        except Exception as exc:  # one scenario's failure must not lose the others
-            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            verdict, qos = error_verdict(_subject(sc), f"{type(exc).__name__}: {line}"), None
+    todo = [n for n in names or meta.get("scenarios", []) if (rundir / n).is_dir()]  # reached
+    workers = min(len(todo), os.cpu_count() or 1)
+    if workers > 1:  # scenarios are independent: one process per core
+        with ProcessPoolExecutor(workers) as pool:
+            done = list(pool.map(_analyse_one, [rundir] * len(todo), todo))
+    else:
+        done = [_analyse_one(rundir, n) for n in todo]
+    for name, (verdict, qos, ladders, description) in zip(todo, done, strict=True):
+        if description is not None:
+            out.descriptions[name] = description
         out.verdicts.append(verdict)
-        out.ladders[name] = ladders
+        if ladders is not None:
+            out.ladders[name] = ladders
         if qos is not None:
             out.qos.append(qos)
     return out
+
+
+Analysed = tuple[Verdict, QosScenario | None, list[tuple[str, Ladder]] | None, str | None]
+
+
+def _analyse_one(rundir: Path, name: str) -> Analysed:
+    """One scenario of a run folder: its verdict (an error verdict if its analysis fails:
+    the others are still analysed), QoS rows, ladders and description."""
+    plan = load_plan(rundir / CONFIG_FILE)
+    try:
+        sc = load_scenario(rundir / SCENARIO_DIR / f"{name}.toml", plan)
+    except NatlabError as exc:
+        return error_verdict(Subject(name, False, "none", "works"), str(exc)), None, None, None
+    ladders: list[tuple[str, Ladder]] = []
+    try:
+        verdict, qos = analyse_scenario(rundir, plan, sc, ladders)
+    except Exception as exc:  # one scenario's failure must not lose the others
+        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        verdict, qos = error_verdict(_subject(sc), f"{type(exc).__name__}: {line}"), None
+    return verdict, qos, ladders, sc.description
 
 
 def report(rundir: Path, analysis: Analysis) -> None:
@@ -301,12 +318,20 @@ def report(rundir: Path, analysis: Analysis) -> None:
     hide = quiz.hidden(rundir, analysis.meta)
     if hide:
         quiz.write_template(rundir, analysis.verdicts)
+    drawings = []
     for v in analysis.verdicts:
         folder = rundir / v.name
         if folder.is_dir():
             (folder / "verdict.json").write_text(json.dumps(v.as_dict(), indent=2) + "\n")
-        for label, ladder in analysis.ladders.get(v.name, []):
-            draw_ladder(ladder, f"{v.name} {label}", folder / "ladders" / label)
+        drawings += [(ladder, f"{v.name} {label}", folder / "ladders" / label)
+                     for label, ladder in analysis.ladders.get(v.name, [])]
+    workers = min(len(drawings), os.cpu_count() or 1)
+    if workers > 1:  # each drawing (matplotlib) takes ~0.5 s: one process per core
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(draw_ladder, *zip(*drawings, strict=True), chunksize=4))
+    else:
+        for drawing in drawings:
+            draw_ladder(*drawing)
     plan = load_plan(rundir / CONFIG_FILE)
     times = timing.timing(rundir, analysis.meta)
     write_run(rundir, analysis.verdicts, {**analysis.meta, "timing": times},

@@ -145,7 +145,8 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     kind = KINDS[sc.kind]
     plan = kind.plan(sc, plan)
     creds = kind.credentials(sc, creds)
-    rec = ScenarioRecord(name=sc.name, kind=sc.kind, status="failed")
+    rec = ScenarioRecord(name=sc.name, kind=sc.kind, status="failed",
+                         started=round(time.time(), 3))
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
     lap = _Laps(rec.phases)

@@ -1,3 +1,4 @@
 from natlab.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not again in a spawned worker process (natlab.early)
+    raise SystemExit(main())

@@ -9,12 +9,10 @@ scenario.json (analysis.record).
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,8 @@ from analysis.nat import judge_nat
 from analysis.nat import load as load_nat
 from analysis.record import CallRecord, ScenarioRecord, load_reports, pcap_files
 from analysis.verdict import Subject, Verdict, combine, error_verdict, with_checks
+from natlab import workers
+from natlab.early import EarlyAnalysis
 from natlab.errors import AnalysisError, InputError, NatlabError, RunFailure
 from natlab.guard import RunLock, clean_leftovers, raise_on_term
 from natlab.preflight import preflight
@@ -109,6 +109,7 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
     preflight(tools_needed(scenarios))
     lock, reaper = RunLock(), None
     extra = {e for sc in scenarios for e in KINDS[sc.kind].registrants(sc)}  # load hosts
+    early: EarlyAnalysis | None = None
     interrupted, failure = False, None
     started = time.monotonic()
     try:
@@ -121,7 +122,8 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
             meta["jobs"] = jobs
             creds = credentials(plan, scenarios)
             write_credentials(rundir / CREDENTIALS_FILE, creds)  # 0600; never in a report
-        run_all(plan, scenarios, rundir, creds, progress, jobs)
+            early = EarlyAnalysis(rundir, _analyse_one, jobs > 1)  # forked before any thread
+        run_all(plan, scenarios, rundir, creds, progress, jobs, early.done)
     except KeyboardInterrupt:
         interrupted = True
     except RunFailure as exc:
@@ -136,15 +138,16 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
                 failure=failure)
     _write_meta(rundir, meta)
     t0 = time.monotonic()
+    done = early.results() if early is not None else {}  # analysed while others ran
     try:
-        analysis = analyse(rundir)
+        analysis = analyse(rundir, done=done)
         report(rundir, analysis)
     except KeyboardInterrupt:  # stopped while reporting: report again, marked, undisturbed
         interrupted = True
         meta.update(complete=False, interrupted=True)
         _write_meta(rundir, meta)
         with deferred():
-            analysis = analyse(rundir)
+            analysis = analyse(rundir, done=done)
             report(rundir, analysis)
     meta["analysis_s"] = round(time.monotonic() - t0, 2)  # analysis and report
     _write_meta(rundir, meta)
@@ -261,10 +264,11 @@ def explain(rundir: Path, names: list[str] | None = None) -> str:
     return "\n".join(out)
 
 
-def analyse(rundir: Path, names: list[str] | None = None) -> Analysis:
+def analyse(rundir: Path, names: list[str] | None = None,
+            done: dict[str, Any] | None = None) -> Analysis:
     """Verdicts and QoS of every scenario the run folder holds, from its own copies of the
     config and scenario files. A scenario whose analysis fails gets verdict "error" with the
-    reason; the others are still analysed."""
+    reason; the others are still analysed. `done`: scenarios already analysed (natlab.early)."""
     try:
         meta = json.loads((rundir / RUN_FILE).read_text())
     except (OSError, ValueError) as exc:
@@ -274,14 +278,13 @@ def analyse(rundir: Path, names: list[str] | None = None) -> Analysis:
     unknown = set(names or []) - set(meta.get("scenarios", []))
     if unknown:
         raise InputError(f"{rundir} has no scenario {', '.join(sorted(unknown))}")
-    todo = [n for n in names or meta.get("scenarios", []) if (rundir / n).is_dir()]  # reached
-    workers = min(len(todo), os.cpu_count() or 1)
-    if workers > 1:  # scenarios are independent: one process per core
-        with ProcessPoolExecutor(workers) as pool:
-            done = list(pool.map(_analyse_one, [rundir] * len(todo), todo))
-    else:
-        done = [_analyse_one(rundir, n) for n in todo]
-    for name, (verdict, qos, ladders, description) in zip(todo, done, strict=True):
+    reached = [n for n in names or meta.get("scenarios", []) if (rundir / n).is_dir()]
+    known = done or {}
+    todo = [n for n in reached if n not in known]
+    found = dict(zip(todo, workers.map_all(_analyse_one, [(rundir, n) for n in todo]),
+                     strict=True))  # one process per core
+    for name in reached:
+        verdict, qos, ladders, description = known[name] if name in known else found[name]
         if description is not None:
             out.descriptions[name] = description
         out.verdicts.append(verdict)
@@ -325,13 +328,7 @@ def report(rundir: Path, analysis: Analysis) -> None:
             (folder / "verdict.json").write_text(json.dumps(v.as_dict(), indent=2) + "\n")
         drawings += [(ladder, f"{v.name} {label}", folder / "ladders" / label)
                      for label, ladder in analysis.ladders.get(v.name, [])]
-    workers = min(len(drawings), os.cpu_count() or 1)
-    if workers > 1:  # each drawing (matplotlib) takes ~0.5 s: one process per core
-        with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(draw_ladder, *zip(*drawings, strict=True), chunksize=4))
-    else:
-        for drawing in drawings:
-            draw_ladder(*drawing)
+    workers.map_all(draw_ladder, drawings)  # ~0.5 s each (matplotlib): one process per core
     plan = load_plan(rundir / CONFIG_FILE)
     times = timing.timing(rundir, analysis.meta)
     write_run(rundir, analysis.verdicts, {**analysis.meta, "timing": times},

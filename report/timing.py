@@ -53,19 +53,6 @@ def _covered(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def _covered(spans: list[tuple[float, float]]) -> float:
-    """Seconds during which at least one of the spans ran (a set's elapsed time when its
-    scenarios ran side by side; their sum when they ran one after another)."""
-    if any(a == 0.0 for a, _ in spans):  # a record without a start time: add them up
-        return sum(b - a for a, b in spans)
-    total, end = 0.0, 0.0
-    for a, b in sorted(spans):
-        if b > end:
-            total += b - max(a, end)
-            end = b
-    return total
-
-
 def phase_totals(t: dict[str, Any]) -> dict[str, float]:
     """Seconds per phase summed over every scenario."""
     out: dict[str, float] = {}

@@ -1,16 +1,18 @@
 """Run a run's scenarios, several side by side: each still gets its own network (its own
 namespaces, conntrack tables, bridges named for its slot) and its own daemons.
 
-Scenarios that measure QoS run alone, after the others, so that nothing else shares the CPU
+Scenarios that measure QoS run alone, before the others, so that nothing else shares the CPU
 while their jitter and delay are measured. With jobs = 1 every scenario runs alone, in order.
 """
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from natlab.constants import SLOTS
 from natlab.progress import Progress
+from scenarios.kinds import KINDS
 from scenarios.model import Scenario
 from topology.plan import Plan
 
@@ -19,33 +21,38 @@ STOP_WAIT_S = 90.0  # after Ctrl-C: how long the running scenarios get to finish
 
 
 def alone(sc: Scenario) -> bool:
-    """A scenario that must have the machine to itself (its QoS figures depend on it)."""
-    return sc.qos
+    """A scenario that must have the machine to itself (QoS, load: its figures depend on it)."""
+    return KINDS[sc.kind].alone(sc)
+
+
+Done = Callable[[Scenario], None]
 
 
 def run_all(plan: Plan, scenarios: list[Scenario], rundir: Path, creds: dict[str, str],
-            progress: Progress, jobs: int = 1) -> None:
-    """Every scenario into rundir/<name>; raises the first failure (RunFailure, or
-    KeyboardInterrupt on Ctrl-C) once no scenario runs any more."""
+            progress: Progress, jobs: int = 1, on_done: Done | None = None) -> None:
+    """Every scenario into rundir/<name>, calling on_done(sc) as each one finishes; raises the
+    first failure (RunFailure, or KeyboardInterrupt on Ctrl-C) once no scenario runs any more."""
     side = [sc for sc in scenarios if not alone(sc)] if jobs > 1 else []
-    _pool(plan, side, rundir, creds, progress, min(jobs, SLOTS))
     for sc in scenarios:
         if sc not in side:
-            _one(plan, sc, rundir, creds, progress, 0, quiet=False)
+            _one(plan, sc, rundir, creds, progress, 0, False, on_done)
+    _pool(plan, side, rundir, creds, progress, min(jobs, SLOTS), on_done)
 
 
 def _one(plan: Plan, sc: Scenario, rundir: Path, creds: dict[str, str], progress: Progress,
-         slot: int, quiet: bool) -> None:
+         slot: int, quiet: bool, on_done: Done | None) -> None:
     from scenarios.runner import run_scenario  # needs Mininet: only when running
 
     progress.line(f"natlab: {sc.name}: {sc.description} ...")
     rec = run_scenario(plan, sc, rundir / sc.name, creds,
                        Progress(quiet=True) if quiet else progress, slot)
     progress.line(f"natlab: {sc.name}: ran {len(rec.calls)} call(s) in {rec.seconds:.1f} s")
+    if on_done is not None:
+        on_done(sc)
 
 
 def _pool(plan: Plan, scenarios: list[Scenario], rundir: Path, creds: dict[str, str],
-          progress: Progress, jobs: int) -> None:
+          progress: Progress, jobs: int, on_done: Done | None) -> None:
     if not scenarios:
         return
     todo = list(reversed(scenarios))
@@ -60,7 +67,7 @@ def _pool(plan: Plan, scenarios: list[Scenario], rundir: Path, creds: dict[str, 
                     return
                 sc = todo.pop()
             try:
-                _one(plan, sc, rundir, creds, progress, slot, quiet=True)
+                _one(plan, sc, rundir, creds, progress, slot, True, on_done)
             except BaseException as exc:  # handed to the main thread
                 with lock:
                     errors.append(exc)

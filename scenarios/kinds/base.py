@@ -95,6 +95,11 @@ class Kind:
     def phones(self, sc: Scenario, calls: list[Call]) -> set[str]:
         return {e for c in calls for e in (c.caller, c.callee)}
 
+    def alone(self, sc: Scenario) -> bool:
+        """True: the scenario must have the machine to itself (natlab run --jobs): its
+        figures (jitter, delay, MOS) depend on the CPU being its own."""
+        return sc.qos
+
     def ring_groups(self, sc: Scenario, lan: Lan) -> tuple[RingGroup, ...]:
         return ()
 

@@ -4,11 +4,19 @@ from __future__ import annotations
 from topology.plan import Lan, Plan, phone_name
 
 WIDTH = 46
+SHOWN = 2  # phones drawn one per line; more are summed up in one line
 
 
 def _side(lan: Lan) -> list[str]:
     out = [f"LAN{lan.index} {lan.subnet} ({lan.prefix}xxx)"]
-    out += [f"  {phone_name(e):6} {ip}" for e, ip in sorted(lan.phones.items())]
+    phones = sorted(lan.phones.items())
+    out += [f"  {phone_name(e):6} {ip}" for e, ip in phones[:SHOWN]]
+    if len(phones) > SHOWN + 1:  # the phones for concurrent calls, in one line
+        (first, a), (last, b) = phones[SHOWN], phones[-1]
+        out.append(f"  {phone_name(first)}..{last} {a}..{b.rsplit('.', 1)[-1]}"
+                   f" ({len(phones) - SHOWN} more)")
+    else:
+        out += [f"  {phone_name(e):6} {ip}" for e, ip in phones[SHOWN:]]
     out += [f"  {lan.pbx_name:6} {lan.pbx}  (PBX, kamailio)",
             f"        | switch s{lan.index}",
             f"  {lan.router_name:6} {lan.router}  (LAN side)",

@@ -1,7 +1,8 @@
 """Named expectations: the thresholds every verdict uses, in one place (like pjsua's inc_const).
 
 A call works when both sides reach CONFIRMED, the BYE is answered, each direction receives at
-least RTP_RATIO of what the other side sent (lowered by a configured random loss), each side
+least RTP_RATIO of what the other side sent while its own media was up (lowered by a configured
+random loss), each side
 sent at least MIN_TX_FRACTION of duration x PACKETS_PER_S, and each recording holds the far tone
 at HEARD_DB or louder.
 """

@@ -43,6 +43,7 @@ class ScenarioRecord:
     calls: list[CallRecord] = field(default_factory=list)
     wan: dict[str, Any] = field(default_factory=dict)  # profile, values, links
     phases: dict[str, float] = field(default_factory=dict)  # seconds: net, services, calls...
+    slot: int = 0  # 0: ran alone; N: side by side with others, in network slot N
     started: float = 0.0  # wall clock (epoch s) when it started: scenarios may run side by side
 
     def save(self, folder: Path) -> None:

@@ -69,6 +69,7 @@ class Analysis:
     qos: list[QosScenario] = field(default_factory=list)
     ladders: dict[str, list[tuple[str, Ladder]]] = field(default_factory=dict)  # per scenario
     descriptions: dict[str, str] = field(default_factory=dict)  # per scenario, plan's phones
+    drawn: set[str] = field(default_factory=set)  # scenarios whose ladders are already drawn
 
 
 def _phones(plan: Plan) -> list[str]:
@@ -122,7 +123,7 @@ def run(plan: Plan, scenarios: list[Scenario], results: Path, sets: list[str],
             meta["jobs"] = jobs
             creds = credentials(plan, scenarios)
             write_credentials(rundir / CREDENTIALS_FILE, creds)  # 0600; never in a report
-            early = EarlyAnalysis(rundir, _analyse_one, jobs > 1)  # forked before any thread
+            early = EarlyAnalysis(rundir, _analyse_and_draw, jobs > 1)  # forked before threads
         run_all(plan, scenarios, rundir, creds, progress, jobs, early.done)
     except KeyboardInterrupt:
         interrupted = True
@@ -221,8 +222,8 @@ def analyse_scenario(rundir: Path, plan: Plan, sc: Scenario,
     caps: dict[str, Captures] = {}
     calls: list[Verdict] = []
     nat = load_nat(folder)
-    qos = QosScenario(sc.name, sc.description, wan_of(sc, plan), mechanism(rec.wan)) \
-        if sc.qos else None
+    qos = QosScenario(sc.name, sc.description, wan_of(sc, plan), mechanism(rec.wan),
+                      shared=rec.slot > 0) if sc.qos else None
     for call in rec.calls:
         if call.pcaps not in caps:
             caps[call.pcaps] = Captures(pcap_files(folder, call))
@@ -283,6 +284,7 @@ def analyse(rundir: Path, names: list[str] | None = None,
     todo = [n for n in reached if n not in known]
     found = dict(zip(todo, workers.map_all(_analyse_one, [(rundir, n) for n in todo]),
                      strict=True))  # one process per core
+    out.drawn = set(known) & set(reached)
     for name in reached:
         verdict, qos, ladders, description = known[name] if name in known else found[name]
         if description is not None:
@@ -296,6 +298,14 @@ def analyse(rundir: Path, names: list[str] | None = None,
 
 
 Analysed = tuple[Verdict, QosScenario | None, list[tuple[str, Ladder]] | None, str | None]
+
+
+def _analyse_and_draw(rundir: Path, name: str) -> Analysed:
+    """_analyse_one, and the scenario's ladders drawn (natlab.early, while others run)."""
+    res = _analyse_one(rundir, name)
+    for label, ladder in res[2] or []:
+        draw_ladder(ladder, f"{name} {label}", rundir / name / "ladders" / label)
+    return res
 
 
 def _analyse_one(rundir: Path, name: str) -> Analysed:
@@ -326,8 +336,9 @@ def report(rundir: Path, analysis: Analysis) -> None:
         folder = rundir / v.name
         if folder.is_dir():
             (folder / "verdict.json").write_text(json.dumps(v.as_dict(), indent=2) + "\n")
-        drawings += [(ladder, f"{v.name} {label}", folder / "ladders" / label)
-                     for label, ladder in analysis.ladders.get(v.name, [])]
+        if v.name not in analysis.drawn:
+            drawings += [(ladder, f"{v.name} {label}", folder / "ladders" / label)
+                         for label, ladder in analysis.ladders.get(v.name, [])]
     workers.map_all(draw_ladder, drawings)  # ~0.5 s each (matplotlib): one process per core
     plan = load_plan(rundir / CONFIG_FILE)
     times = timing.timing(rundir, analysis.meta)

@@ -176,11 +176,14 @@ def _png(ladder: Ladder, title: str, path: Path) -> Path | None:
 
     plt = _plt()
     n, cols = len(ladder.arrows), len(ladder.columns)
-    fig, ax = plt.subplots(figsize=(1.5 * cols + 0.6, 0.34 * (n + 3)), dpi=100)
-    ax.set_xlim(-0.6, cols - 0.4)
+    width, height = 1.5 * cols + 0.6, 0.34 * (n + 3)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
+    # fixed margins instead of bbox_inches="tight", which draws every figure twice
+    ax.set_position((0.0, 0.0, 1.0, 1.0 - 0.3 / height))
+    ax.set_xlim(-0.7, cols - 0.3)
     ax.set_ylim(n + 0.5, -1.5)
     ax.axis("off")
-    ax.set_title(title, fontsize=9, loc="left")
+    fig.text(0.01, 1.0 - 0.05 / height, title, fontsize=9, ha="left", va="top")
     for i, (_, label) in enumerate(ladder.columns):
         ax.axvline(i, color="#bbb", lw=0.8, ls="--")
         ax.text(i, -1, label, ha="center", va="center", fontsize=7, fontweight="bold")
@@ -197,6 +200,6 @@ def _png(ladder: Ladder, title: str, path: Path) -> Path | None:
         for i, line in enumerate(_notes(a)[:2]):
             ax.text((x1 + x2) / 2, row + 0.08 + 0.2 * i, line, ha="center", va="top",
                     fontsize=5, color=PRIVATE if i or not a.nat else NAT)
-    fig.savefig(path, bbox_inches="tight")
+    fig.savefig(path)
     plt.close(fig)
     return path

@@ -23,6 +23,10 @@ COLUMNS = [("call", "call"), ("sender", "from"), ("receiver", "to"), ("media", "
            ("mos_g107", "MOS G.107"), ("r_paper", "R paper"), ("mos_paper", "MOS paper")]
 
 
+SHARED = ("Ran side by side with other scenarios (`natlab run --jobs`; its file says "
+          "`alone = false`): the testbed's own jitter is higher than with the machine to itself.")
+
+
 @dataclass
 class QosScenario:
     name: str
@@ -30,6 +34,7 @@ class QosScenario:
     wan: dict[str, float]
     mechanism: str
     rows: list[Direction] = field(default_factory=list)
+    shared: bool = False  # ran side by side with other scenarios (natlab run --jobs)
 
     @property
     def sweep_axis(self) -> str | None:
@@ -147,6 +152,7 @@ def _scenario_md(qs: QosScenario, rows: list[dict[str, Any]], avgs: list[dict[st
                   f"here R {v['r_paper']:.2f}, MOS {v['mos_paper']:.2f} (paper 83.83 / 4.1).")
     return [f"### {stem}: {qs.description}", "",
             f"WAN: {json.dumps(qs.wan) if qs.wan else 'clean'} — {qs.mechanism}", "",
+            *([SHARED, ""] if qs.shared else []),
             *_table([*rows, *avgs, *paper]), "", words, "",
             f"![jitter](figures/{stem}-jitter.png) ![delta](figures/{stem}-delta.png)",
             f"![owd](figures/{stem}-owd.png) ![mos](figures/{stem}-mos.png)", ""]

@@ -22,7 +22,7 @@ LINPHONE_POLICIES = ("none", "stun", "stun-ice")  # linphonec's NAT policy (prot
 COMMON_KEYS = frozenset({"description", "kind", "stun", "trunk", "expect", "caller", "callee",
                          "duration_s", "calls", "pairs", "wan", "qos", "insecure", "nat",
                          "remedy", "measure", "linphone_policy", "sequence", "pause_s",
-                         "forward", "trunk_keepalive_s", *PHONE_AGENTS})
+                         "forward", "trunk_keepalive_s", "alone", *PHONE_AGENTS})
 MEASURES = ("mapping", "filtering", "hairpin")  # RFC 5780 discovery tests a scenario asks for
 
 
@@ -66,6 +66,7 @@ class Scenario:
     pause_s: float = 0.0  # idle time between rounds
     no_forward: tuple[str, ...] = ()  # LANs whose router gets no trunk port forward
     trunk_keepalive_s: int = 0  # the PBXs ping the peer's trunk (keeps NAT mappings alive)
+    alone: bool | None = None  # the machine to itself under --jobs; None: the kind decides
     source: Path | None = None  # the TOML file it came from
 
     def call_list(self) -> list[Call]:
@@ -155,6 +156,7 @@ def parse_scenario(path: Path, data: dict[str, Any], plan: Plan) -> Scenario:
                   pause_s=_number(where, data, "pause_s", 0.0, 60.0),
                   no_forward=_no_forward(where, data, plan),
                   trunk_keepalive_s=int(_number(where, data, "trunk_keepalive_s", 0, 60)),
+                  alone=_flag(where, data, "alone") if "alone" in data else None,
                   source=path)
     kind.validate(sc)
     _capacity(where, kind.concurrent_calls(sc), wan_of(sc, plan))

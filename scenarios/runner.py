@@ -146,7 +146,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
     plan = kind.plan(sc, plan)
     creds = kind.credentials(sc, creds)
     rec = ScenarioRecord(name=sc.name, kind=sc.kind, status="failed",
-                         started=round(time.time(), 3))
+                         started=round(time.time(), 3), slot=slot)
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
     lap = _Laps(rec.phases)

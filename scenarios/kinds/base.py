@@ -97,8 +97,9 @@ class Kind:
 
     def alone(self, sc: Scenario) -> bool:
         """True: the scenario must have the machine to itself (natlab run --jobs): its
-        figures (jitter, delay, MOS) depend on the CPU being its own."""
-        return sc.qos
+        figures (jitter, delay, MOS) depend on the CPU being its own. A scenario's own
+        `alone = false` lets it share (its QoS table then says so)."""
+        return sc.qos if sc.alone is None else sc.alone
 
     def ring_groups(self, sc: Scenario, lan: Lan) -> tuple[RingGroup, ...]:
         return ()

@@ -118,7 +118,7 @@ class LoadKind(Kind):
         return max(FLOOD_LIMIT, int(2 * REQUESTS_PER_CALL * sc.spec.rate * FLOOD_WINDOW_S * 2))
 
     def alone(self, sc: Scenario) -> bool:
-        return True  # a load step measures where the machine saturates
+        return True  # a load step measures where the machine saturates (whatever it says)
 
     def phones(self, sc: Scenario, calls: list[Call]) -> set[str]:
         return {ext for _, ext, _ in sc.spec.sipp} | {e for p in sc.spec.phone_pairs for e in p}

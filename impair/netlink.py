@@ -37,6 +37,7 @@ class Attr(IntEnum):  # enum nfqnl_attr_type (the ones we use)
     PACKET_HDR = 1
     VERDICT_HDR = 2
     IFINDEX_OUTDEV = 6
+    PAYLOAD = 10
 
 
 class CfgCmd(IntEnum):  # enum nfqnl_msg_config_cmds
@@ -96,12 +97,14 @@ def verdict_msg(queue: int, packet_id: int, verdict: Verdict) -> bytes:
 
 @dataclass(frozen=True)
 class Packet:
-    """A queued packet as announced by the kernel (metadata only)."""
+    """A queued packet as announced by the kernel: metadata, and the packet's first bytes
+    when the queue copies them (`copy_range`)."""
 
     packet_id: int
     hw_protocol: int
     hook: int
     outdev: int | None
+    head: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -143,13 +146,16 @@ def parse(buf: bytes) -> Iterator[Packet | Error]:
                 raise ValueError("queued packet message without NFQA_PACKET_HDR")
             pid, proto, hook = struct.unpack_from(">IHB", attrs[Attr.PACKET_HDR])
             out = attrs.get(Attr.IFINDEX_OUTDEV)
-            yield Packet(pid, proto, hook, struct.unpack(">I", out)[0] if out else None)
+            yield Packet(pid, proto, hook, struct.unpack(">I", out)[0] if out else None,
+                         attrs.get(Attr.PAYLOAD, b""))
 
 
 class QueueSocket:
     """One bound nfnetlink queue: receive packet announcements, send verdicts."""
 
-    def __init__(self, queue: int, maxlen: int = 8192, rcvbuf: int = 8 << 20):
+    def __init__(self, queue: int, maxlen: int = 8192, rcvbuf: int = 8 << 20,
+                 copy_range: int = 0):
+        """copy_range: bytes of each packet the kernel copies to us (0: metadata only)."""
         if not 0 <= queue <= 0xFFFF:
             raise ValueError(f"queue number must be within 0..65535, got {queue}")
         self.queue = queue
@@ -159,7 +165,8 @@ class QueueSocket:
             self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
             self.sock.bind((0, 0))
             self._request(bind_msg(queue, 1), 1, "bind")
-            self._request(params_msg(queue, 2, maxlen), 2, "configure")
+            mode = CopyMode.PACKET if copy_range else CopyMode.META
+            self._request(params_msg(queue, 2, maxlen, mode, copy_range), 2, "configure")
         except BaseException:
             self.sock.close()
             raise

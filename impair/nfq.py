@@ -9,11 +9,14 @@ once the queue is bound (start it before inserting the rule: the rule has no --q
 packets queued to an unbound queue are dropped — a dead shaper fails loudly, it never silently
 stops impairing). Lost packets get a DROP verdict at once; the others an ACCEPT verdict at
 arrival + max(0, N(delay, jitter)). By default the release times are kept in arrival order
-(FIFO, like a real path: a packet never overtakes the one before it, so with jitter larger
-than the packet spacing the delay distribution is slightly skewed up); --reorder releases each
-packet at its own time like netem does. Precision: timer slack 1 µs, SCHED_FIFO (--rt-priority)
-and a poll loop for the last --spin-us before each release (VM timer wake-ups are 0.1-2 ms
-late); --stats gets counters and the lateness of the verdicts every 2 s and at exit.
+within each flow (addresses, protocol and ports: like a real path, a packet never overtakes the
+one before it, so with jitter larger than the packet spacing the delay distribution is slightly
+skewed up); flows are independent, so concurrent calls do not smooth each other's jitter (one
+order for all packets did: 10 calls at once measured 1.9 ms where 2 calls measured 2.3 ms).
+--reorder releases each packet at its own time like netem does. Precision: timer slack 1 µs,
+SCHED_FIFO (--rt-priority) and a poll loop for the last --spin-us before each release (VM
+timer wake-ups are 0.1-2 ms late); --stats gets counters and the lateness of the verdicts
+every 2 s and at exit.
 SIGTERM/SIGINT: keep releasing held packets on time for at most --drain-s, accept the rest,
 write the stats and exit 0.
 """
@@ -41,6 +44,7 @@ from impair.reader import READERS, default_reader, open_reader
 MAX_ERROR_SAMPLES = 200_000
 PERIODIC_SAMPLES = 2_000
 PR_SET_TIMERSLACK = 29
+MAX_FLOWS = 4096  # flows remembered for their order (older ones are forgotten once released)
 
 
 class LossModel:
@@ -72,15 +76,27 @@ class DelayModel:
         self.jitter = jitter_ms / 1000
         self.rng = rng
         self.reorder = reorder
-        self.last = 0.0
+        self.last: dict[bytes, float] = {}  # per flow: the latest release time given
 
-    def release(self, now: float) -> float:
+    def release(self, now: float, flow: bytes = b"") -> float:
         d = self.rng.gauss(self.delay, self.jitter) if self.jitter else self.delay
         t = now + max(d, 0.0)
         if not self.reorder:
-            t = max(t, self.last)
-            self.last = t
+            t = max(t, self.last.get(flow, 0.0))
+            if len(self.last) > MAX_FLOWS:  # forget flows with nothing held any more
+                self.last = {k: v for k, v in self.last.items() if v > now}
+            self.last[flow] = t
         return t
+
+
+def flow_key(head: bytes) -> bytes:
+    """Protocol, addresses and (UDP/TCP) ports of an IPv4 packet's first bytes; b"": unknown
+    (every such packet then shares one order)."""
+    if len(head) < 20 or head[0] >> 4 != 4:
+        return b""
+    ihl = (head[0] & 0x0F) * 4
+    ports = head[ihl:ihl + 4] if head[9] in (6, 17) else b""
+    return head[9:10] + head[12:20] + ports
 
 
 class Stats:
@@ -188,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
                 wake_r.recv(512)
             if q.fileno() in ready:
                 arrival = time.monotonic()
-                for packet_id, handle in q.receive():
+                for packet_id, handle, head in q.receive():
                     if next_id is not None and packet_id > next_id:
                         stats.missed += packet_id - next_id  # kernel dropped them
                     next_id = packet_id + 1
@@ -197,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
                         q.verdict(handle, Verdict.DROP)
                         stats.dropped += 1
                     else:
-                        heapq.heappush(held, (delay.release(arrival), stats.queued, handle))
+                        due = delay.release(arrival, flow_key(head))
+                        heapq.heappush(held, (due, stats.queued, handle))
                 stats.max_held = max(stats.max_held, len(held))
             now = time.monotonic()
             while held and held[0][0] <= now:

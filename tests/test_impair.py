@@ -16,6 +16,7 @@ import os
 import random
 import re
 import select
+import socket
 import statistics
 import subprocess
 import sys
@@ -42,7 +43,7 @@ from impair.netlink import (
     parse,
     verdict_msg,
 )
-from impair.nfq import DelayModel, LossModel
+from impair.nfq import DelayModel, LossModel, flow_key
 from impair.nfq import main as nfq_main
 from impair.reader import READERS
 
@@ -244,6 +245,33 @@ def test_netlink_messages_round_trip() -> None:
     assert list(parse(nl)) == [Error(-16, 1)]
     with pytest.raises(ValueError, match="bad length"):
         list(parse(raw[:-4]))
+    head = bytes([0x45]) + bytes(19) + b"\x0f\xa0\x0f\xa0"  # what a copy_range queue sends
+    with_head = message(MsgType.PACKET, 9, hdr + out + attr(Attr.PAYLOAD, head))
+    assert list(parse(with_head)) == [Packet(0x01020304, 0x0800, 4, 7, head)]
+
+
+def _udp_head(src: str, sport: int, dst: str, dport: int) -> bytes:
+    ip = bytes([0x45, 0, 0, 48, 0, 0, 0, 0, 64, 17, 0, 0])
+    return (ip + socket.inet_aton(src) + socket.inet_aton(dst)
+            + sport.to_bytes(2, "big") + dport.to_bytes(2, "big"))
+
+
+def test_flow_order_is_kept_per_flow_only() -> None:
+    a = flow_key(_udp_head("203.0.113.2", 4000, "198.51.100.2", 4000))
+    b = flow_key(_udp_head("203.0.113.2", 4002, "198.51.100.2", 4002))
+    assert a != b and len(a) == 13 and flow_key(b"\x60" + bytes(40)) == b""  # IPv6: one order
+    model = DelayModel(10, 5, random.Random(7), reorder=False)
+    t = 0.0
+    last: dict[bytes, float] = {}
+    overtaken = 0
+    for i in range(2000):  # two interleaved flows, a packet every 1 ms
+        flow = (a, b)[i % 2]
+        due = model.release(t, flow)
+        assert due >= last.get(flow, 0.0)  # never overtakes its own flow's previous packet
+        overtaken += due < max(last.values(), default=0.0)  # may overtake the other flow's
+        last[flow] = due
+        t += 0.001
+    assert overtaken > 100
 
 
 def test_gilbert_model_statistics() -> None:

@@ -54,6 +54,7 @@ class StepResult:
     calls: int | None
     wan: str
     skipped: str | None = None
+    capped: str | None = None  # the knee step ran fewer calls: the WAN shaper's ceiling
     attempted: int = 0
     established: int = 0
     completed: int = 0
@@ -190,7 +191,7 @@ def analyse_step(folder: Path, packets: Packets | None = None) -> StepResult:
     <folder>/<name>.pcap once)."""
     step = json.loads((folder / STEP_FILE).read_text())
     res = StepResult(folder.name, step.get("calls"), str(step.get("wan", "clean")),
-                     step.get("skipped"))
+                     step.get("skipped"), step.get("capped"))
     if res.skipped or res.calls is None:
         return res
     packets = packets or _reader(folder)
@@ -276,6 +277,8 @@ def verdict(subject: Subject, res: StepResult) -> Verdict:
                        f"MOS p5 {res.mos.get('p5')}."), "works"
     else:
         text, state = f"{res.calls} simultaneous calls: " + "; ".join(res.reasons) + ".", "fails"
+    if res.capped:
+        text += f" The step was {res.capped}."
     return Verdict.of(subject, verdict=state, rtp_received=dict(res.rtp_received),
                       rtp_sent={"caller": 0, "callee": 0},
                       checks={} if res.skipped else {"all_completed": res.completed >= (

@@ -67,3 +67,26 @@ def test_cli_refuses_scenario_above_ceiling(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "natlab", "check"], capture_output=True,
                          text=True, timeout=60, env=env, cwd=REPO)
     assert res.returncode == 0, res.stderr
+
+
+def test_load_steps_above_the_ceiling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed load step over a shaped WAN is refused when its file is read; the knee step
+    (its count known only at run time) runs at the most calls the shaper keeps on time."""
+    from scenarios.kinds.load import _within_shaper
+    from scenarios.model import load_scenario
+    from topology.plan import ConfigError, load_plan
+
+    if os.geteuid() == 0 and has_netem():
+        pytest.skip("this kernel has netem: the shaper is not used")
+    monkeypatch.setenv("NATLAB_SHAPER_RESULT", str(_ceiling_file(tmp_path, 100 * PPS_PER_CALL)))
+    plan = load_plan()
+    step = tmp_path / "790_load_shaped.toml"
+    step.write_text('kind = "load"\nload = 150\nstun = true\ntrunk = "nat-aware"\n'
+                    'duration_s = 10\nwan = "paper-like"\n')
+    with pytest.raises(ConfigError, match="152 concurrent calls need 7600 packets/s"):
+        load_scenario(step, plan)  # 150 SIPp calls + the 2 phones' calls
+    knee = load_scenario(REPO / "scenarios" / "load" / "710_load_knee_paperlike.toml", plan)
+    assert _within_shaper(90, knee.spec, SHAPED) == (90, None)
+    most, why = _within_shaper(200, knee.spec, SHAPED)
+    assert most == 100 - len(knee.spec.phone_pairs) and why is not None
+    assert why.startswith(f"capped at {most} calls: the knee's 200 would need")

@@ -26,12 +26,13 @@ from typing import Any
 from agents import sippload
 from analysis import load as load_analysis
 from analysis.verdict import Verdict
+from impair.capacity import PPS_PER_CALL, ceiling_pps, over_ceiling
 from natlab.constants import READY_TIMEOUT_S, SIP_PORT, STUN_PORT
 from natlab.errors import RunFailure
 from scenarios.agentproc import agent_args, end_agent, start_agent, wait_file
 from scenarios.kinds.base import CallInput, Kind, RoundContext
 from scenarios.loadstat import Sampler
-from scenarios.model import Call, Scenario
+from scenarios.model import Call, Scenario, wan_of
 from services.kamailio import FLOOD_LIMIT, FLOOD_WINDOW_S
 from topology.conntrack import read_conntrack
 from topology.plan import ConfigError, Lan, Plan
@@ -120,6 +121,11 @@ class LoadKind(Kind):
     def alone(self, sc: Scenario) -> bool:
         return True  # a load step measures where the machine saturates (whatever it says)
 
+    def concurrent_calls(self, sc: Scenario) -> int | None:
+        # SIPp's calls and the phones' (a knee step's count is known only at run time)
+        spec: LoadSpec = sc.spec
+        return None if spec.calls is None else spec.calls + len(spec.phone_pairs)
+
     def phones(self, sc: Scenario, calls: list[Call]) -> set[str]:
         return {ext for _, ext, _ in sc.spec.sipp} | {e for p in sc.spec.phone_pairs for e in p}
 
@@ -132,8 +138,11 @@ class LoadKind(Kind):
     def run_round(self, ctx: RoundContext, calls: list[Call]) -> None:
         spec: LoadSpec = ctx.sc.spec
         n, why = _step_size(spec, ctx.outdir)
+        capped = None
+        if n is not None and spec.calls is None:  # the knee: known only now
+            n, capped = _within_shaper(n, spec, wan_of(ctx.sc, ctx.plan))
         step: dict[str, Any] = {"calls": n, "rate": spec.rate, "wan": ctx.sc.wan,
-                                "skipped": why}
+                                "skipped": why, "capped": capped}
         if n is None:
             _write_step(ctx.outdir, step)
             return
@@ -175,6 +184,21 @@ def _step_size(spec: LoadSpec, outdir: Path) -> tuple[int | None, str | None]:
     if not passed:
         return None, "skipped: no clean-WAN step passed earlier in this run"
     return max(passed), None
+
+
+def _within_shaper(n: int, spec: LoadSpec, wan: dict[str, float]) -> tuple[int, str | None]:
+    """The knee's N, or fewer calls (and why) where the WAN shaper could not keep N calls'
+    packets on time (impair.capacity: the ceiling bench/shaper.py measured)."""
+    from impair.apply import has_netem
+
+    pairs = len(spec.phone_pairs)
+    if has_netem() or not over_ceiling(n + pairs, wan, netem=False):
+        return n, None
+    ceiling, source = ceiling_pps()
+    most = max(1, ceiling // PPS_PER_CALL - pairs)
+    return most, (f"capped at {most} calls: the knee's {n} would need "
+                  f"{(n + pairs) * PPS_PER_CALL} packets/s through the WAN shaper, above its "
+                  f"measured ceiling of {ceiling} ({source})")
 
 
 def _write_step(outdir: Path, step: dict[str, Any]) -> None:

@@ -151,12 +151,21 @@ def clean_leftovers(state_file: Path = STATE_DIR / "state.json",
     state = read_state(state_file)
     pids = our_processes(state.rundir if state else None, state.phones if state else [])
     pids += [p for p in spawn.live_children() if p not in pids]
+    names = {p: _comm(p) for p in pids}
     kill_all(pids, first=first)
     links = leftover_links()
     for name in sorted(links, key=lambda n: n in SWITCHES):  # ports first, then bridges
         subprocess.run(["ip", "link", "del", name], capture_output=True)
     state_file.unlink(missing_ok=True)
-    return [f"pid {p}" for p in pids] + [f"link {n}" for n in links]
+    return [f"pid {p} ({names[p]})" for p in pids] + [f"link {n}" for n in links]
+
+
+def _comm(pid: int) -> str:
+    """A process's name (what was left behind, for the message)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "gone"
 
 
 def raise_on_term() -> None:

@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="hide the verdicts until predictions are written and graded")
     run.add_argument("--jobs", type=_jobs, default=JOBS, metavar="N",
                      help=f"scenarios side by side, each in its own network (default {JOBS}; "
-                          "QoS scenarios always run alone; 1: one after another)")
+                          "QoS scenarios and load steps run alone unless their file says "
+                          "alone = false; 1: one after another)")
     run.add_argument("--strict", action="store_true",
                      help="exit 1 when a verdict differs from the scenario's expectation")
     run.set_defaults(func=cmd_run)

@@ -303,9 +303,16 @@ Analysed = tuple[Verdict, QosScenario | None, list[tuple[str, Ladder]] | None, s
 def _analyse_and_draw(rundir: Path, name: str) -> Analysed:
     """_analyse_one, and the scenario's ladders drawn (natlab.early, while others run)."""
     res = _analyse_one(rundir, name)
-    for label, ladder in res[2] or []:
-        draw_ladder(ladder, f"{name} {label}", rundir / name / "ladders" / label)
+    for drawing in _drawings(rundir, name, res[2] or []):
+        draw_ladder(*drawing)
     return res
+
+
+def _drawings(rundir: Path, name: str,
+              ladders: list[tuple[str, Ladder]]) -> list[tuple[Ladder, str, Path]]:
+    """draw_ladder's arguments for each of a scenario's ladders: title and file stem."""
+    return [(ladder, f"{name} {label}", rundir / name / "ladders" / label)
+            for label, ladder in ladders]
 
 
 def _analyse_one(rundir: Path, name: str) -> Analysed:
@@ -337,8 +344,7 @@ def report(rundir: Path, analysis: Analysis) -> None:
         if folder.is_dir():
             (folder / "verdict.json").write_text(json.dumps(v.as_dict(), indent=2) + "\n")
         if v.name not in analysis.drawn:
-            drawings += [(ladder, f"{v.name} {label}", folder / "ladders" / label)
-                         for label, ladder in analysis.ladders.get(v.name, [])]
+            drawings += _drawings(rundir, v.name, analysis.ladders.get(v.name, []))
     workers.map_all(draw_ladder, drawings)  # ~0.5 s each (matplotlib): one process per core
     plan = load_plan(rundir / CONFIG_FILE)
     times = timing.timing(rundir, analysis.meta)

@@ -10,13 +10,12 @@ SHOWN = 2  # phones drawn one per line; more are summed up in one line
 def _side(lan: Lan) -> list[str]:
     out = [f"LAN{lan.index} {lan.subnet} ({lan.prefix}xxx)"]
     phones = sorted(lan.phones.items())
-    out += [f"  {phone_name(e):6} {ip}" for e, ip in phones[:SHOWN]]
-    if len(phones) > SHOWN + 1:  # the phones for concurrent calls, in one line
+    summed = len(phones) > SHOWN + 1  # the phones for concurrent calls, in one line
+    out += [f"  {phone_name(e):6} {ip}" for e, ip in (phones[:SHOWN] if summed else phones)]
+    if summed:
         (first, a), (last, b) = phones[SHOWN], phones[-1]
         out.append(f"  {phone_name(first)}..{last} {a}..{b.rsplit('.', 1)[-1]}"
                    f" ({len(phones) - SHOWN} more)")
-    else:
-        out += [f"  {phone_name(e):6} {ip}" for e, ip in phones[SHOWN:]]
     out += [f"  {lan.pbx_name:6} {lan.pbx}  (PBX, kamailio)",
             f"        | switch s{lan.index}",
             f"  {lan.router_name:6} {lan.router}  (LAN side)",

@@ -40,12 +40,13 @@ def run_all(plan: Plan, scenarios: list[Scenario], rundir: Path, creds: dict[str
 
 
 def _one(plan: Plan, sc: Scenario, rundir: Path, creds: dict[str, str], progress: Progress,
-         slot: int, quiet: bool, on_done: Done | None) -> None:
+         slot: int, quiet: bool, on_done: Done | None,
+         stopped: Callable[[], bool] | None = None) -> None:
     from scenarios.runner import run_scenario  # needs Mininet: only when running
 
     progress.line(f"natlab: {sc.name}: {sc.description} ...")
     rec = run_scenario(plan, sc, rundir / sc.name, creds,
-                       Progress(quiet=True) if quiet else progress, slot)
+                       Progress(quiet=True) if quiet else progress, slot, stopped)
     progress.line(f"natlab: {sc.name}: ran {len(rec.calls)} call(s) in {rec.seconds:.1f} s")
     if on_done is not None:
         on_done(sc)
@@ -57,7 +58,8 @@ def _pool(plan: Plan, scenarios: list[Scenario], rundir: Path, creds: dict[str, 
         return
     todo = list(reversed(scenarios))
     lock = threading.Lock()
-    stop = threading.Event()
+    stop = threading.Event()  # no more scenarios start
+    interrupted = threading.Event()  # Ctrl-C: the running ones are marked interrupted
     errors: list[BaseException] = []
 
     def work(slot: int) -> None:
@@ -67,7 +69,8 @@ def _pool(plan: Plan, scenarios: list[Scenario], rundir: Path, creds: dict[str, 
                     return
                 sc = todo.pop()
             try:
-                _one(plan, sc, rundir, creds, progress, slot, True, on_done)
+                _one(plan, sc, rundir, creds, progress, slot, True, on_done,
+                     interrupted.is_set)
             except BaseException as exc:  # handed to the main thread
                 with lock:
                     errors.append(exc)
@@ -82,6 +85,7 @@ def _pool(plan: Plan, scenarios: list[Scenario], rundir: Path, creds: dict[str, 
             for w in workers:
                 w.join(0.2)
     except KeyboardInterrupt:
+        interrupted.set()
         stop.set()
         progress.line("natlab: stopping: waiting for the running scenarios to tear down")
         for w in workers:

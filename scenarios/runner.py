@@ -137,10 +137,13 @@ def _pcap_dir(sc: Scenario, rnd: int) -> str:
 
 
 def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
-                 progress: Progress | None = None, slot: int = 0) -> ScenarioRecord:
+                 progress: Progress | None = None, slot: int = 0,
+                 stopped: Callable[[], bool] | None = None) -> ScenarioRecord:
     """One network and one set of daemons per scenario; calls run in rounds, each round with
     its own captures. The record is saved whatever happens (status complete, interrupted or
-    failed); the exception, if any, goes on to the caller."""
+    failed); the exception, if any, goes on to the caller. A scenario run beside others gets
+    no KeyboardInterrupt (only the main thread does): `stopped()` says Ctrl-C came while it
+    ran, and it is then marked interrupted too."""
     outdir.mkdir(parents=True, exist_ok=True)
     kind = KINDS[sc.kind]
     plan = kind.plan(sc, plan)
@@ -184,7 +187,7 @@ def run_scenario(plan: Plan, sc: Scenario, outdir: Path, creds: dict[str, str],
                     started if sc.calls == 1 else t0)) for c in calls]
                 lap("calls")
         lap("net_down")
-        rec.status = "complete"
+        rec.status = "interrupted" if stopped is not None and stopped() else "complete"
     except KeyboardInterrupt:
         rec.status = "interrupted"
         raise

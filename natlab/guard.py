@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -151,7 +152,7 @@ def clean_leftovers(state_file: Path = STATE_DIR / "state.json",
     state = read_state(state_file)
     pids = our_processes(state.rundir if state else None, state.phones if state else [])
     pids += [p for p in spawn.live_children() if p not in pids]
-    names = {p: _comm(p) for p in pids}
+    names = {p: _comm(p, state.rundir if state else None) for p in pids}
     kill_all(pids, first=first)
     links = leftover_links()
     for name in sorted(links, key=lambda n: n in SWITCHES):  # ports first, then bridges
@@ -160,12 +161,19 @@ def clean_leftovers(state_file: Path = STATE_DIR / "state.json",
     return [f"pid {p} ({names[p]})" for p in pids] + [f"link {n}" for n in links]
 
 
-def _comm(pid: int) -> str:
-    """A process's name (what was left behind, for the message)."""
+def _comm(pid: int, rundir: str | None = None) -> str:
+    """A process's name, and the run's subfolder its command line names if any (the scenario
+    that left it behind), for the message."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return "gone"
+    head = rundir.rstrip("/") + "/" if rundir else None
+    if head and head in cmd:
+        where = re.split(r"[/\0\s]", cmd.split(head, 1)[1])[0]
+        return f"{name}, {where}"
+    return name
 
 
 def raise_on_term() -> None:

@@ -80,14 +80,19 @@ def start_run(results: Path, scenario: str) -> subprocess.Popen[str]:
 
 
 def reaper_of(pid: int) -> int | None:
-    """The natlab.reaper child of a natlab run (natlab/reaper.py), if it runs."""
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+    """The natlab.reaper child of a natlab run (natlab/reaper.py), if it runs. Found by each
+    process's parent: /proc/PID/task/TID/children may miss children while others start and
+    exit (proc(5)), and a run starts many."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            cmd = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"natlab.reaper" in cmd:
-            return int(child)
+        if int(stat.rpartition(")")[2].split()[1]) == pid and b"natlab.reaper" in cmd:
+            return int(entry.name)
     return None
 
 

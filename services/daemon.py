@@ -35,6 +35,7 @@ class Daemon(abc.ABC):
         self.host = host
         self.workdir = Path(workdir)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._own_group = False  # the process leads its own process group (mnexec -d)
         self._log_start = 0  # offset of this run's output in the (appended) log
 
     @property
@@ -83,6 +84,10 @@ class Daemon(abc.ABC):
                     )
             except OSError as exc:
                 raise DaemonError(f"{self.name}: cannot start: {exc}") from exc
+        try:
+            self._own_group = os.getpgid(self._proc.pid) == self._proc.pid
+        except OSError:
+            self._own_group = False  # it is gone already: wait_ready says why
 
     def log_text(self) -> str:
         """What this run wrote to the log so far."""
@@ -115,23 +120,30 @@ class Daemon(abc.ABC):
             time.sleep(POLL_INTERVAL)
 
     def stop(self, timeout: float = 3.0) -> None:
-        """terminate -> wait -> kill; safe to call more than once."""
+        """terminate -> wait -> kill; safe to call more than once. Whatever is left of the
+        process group then goes too: a daemon that died (or was killed) before its children
+        would leave them running (kamailio's workers)."""
         proc = self._proc
-        if proc is not None and proc.poll() is None:
+        if proc is None:
+            return
+        if proc.poll() is None:
             proc.terminate()
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self._kill_group(proc.pid)
+                if self._own_group:
+                    self._kill_group(proc.pid)
                 proc.kill()
                 proc.wait(timeout)
+        if self._own_group:
+            self._kill_group(proc.pid)  # the group's number stays taken while a member lives
+            self._own_group = False
 
     @staticmethod
     def _kill_group(pid: int) -> None:
         # A session leader's children (e.g. kamailio workers) share its process group.
         try:
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
 

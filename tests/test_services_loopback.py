@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -337,6 +338,26 @@ def test_stop_leaves_no_process(pbx: Kamailio, coturn: Coturn) -> None:
     coturn.stop()  # idempotent
     assert pbx.pid is None and coturn.pid is None
     assert [pid for pid in pids if alive(pid)] == []
+
+
+def test_stop_after_the_main_process_died_leaves_no_worker(pbx: Kamailio) -> None:
+    """Killed (SIGKILL) before its workers, kamailio leaves them running: stop() ends its
+    process group anyway."""
+    pbx.wait_ready(5.0)
+    main = pbx.pid
+    assert main is not None
+    workers = children(main)
+    assert len(workers) > 2
+    os.kill(main, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while pbx.pid is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pbx.pid is None
+    orphans = [pid for pid in workers if alive(pid)]
+    assert orphans, "kamailio's workers all ended with it: nothing left to test"
+    pbx.stop()
+    time.sleep(0.2)  # SIGKILL lands at once; init reaps the orphans
+    assert [pid for pid in workers if alive(pid)] == []
 
 
 def test_wait_ready_fails_fast_when_daemon_exits(tmp_path: Path) -> None:

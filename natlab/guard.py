@@ -150,9 +150,10 @@ def clean_leftovers(state_file: Path = STATE_DIR / "state.json",
                     first: signal.Signals = signal.SIGTERM) -> list[str]:
     """Remove what a dead run left: processes, bridges, veths. Returns what was removed."""
     state = read_state(state_file)
-    pids = our_processes(state.rundir if state else None, state.phones if state else [])
+    rundir = state.rundir if state else None
+    pids = our_processes(rundir, state.phones if state else [])
     pids += [p for p in spawn.live_children() if p not in pids]
-    names = {p: _comm(p, state.rundir if state else None) for p in pids}
+    names = {p: _comm(p, rundir) for p in pids}
     kill_all(pids, first=first)
     links = leftover_links()
     for name in sorted(links, key=lambda n: n in SWITCHES):  # ports first, then bridges

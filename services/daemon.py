@@ -131,8 +131,6 @@ class Daemon(abc.ABC):
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                if self._own_group:
-                    self._kill_group(proc.pid)
                 proc.kill()
                 proc.wait(timeout)
         if self._own_group:

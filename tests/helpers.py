@@ -79,20 +79,29 @@ def start_run(results: Path, scenario: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO)
 
 
-def reaper_of(pid: int) -> int | None:
-    """The natlab.reaper child of a natlab run (natlab/reaper.py), if it runs. Found by each
-    process's parent: /proc/PID/task/TID/children may miss children while others start and
-    exit (proc(5)), and a run starts many."""
+def children(pid: int) -> list[int]:
+    """The processes whose parent is pid, found through each one's stat:
+    /proc/PID/task/TID/children may miss children while others start and exit (proc(5))."""
+    found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            if entry.name.isdigit() and int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
         except OSError:
             continue
-        if int(stat.rpartition(")")[2].split()[1]) == pid and b"natlab.reaper" in cmd:
-            return int(entry.name)
+    return found
+
+
+def reaper_of(pid: int) -> int | None:
+    """The natlab.reaper child of a natlab run (natlab/reaper.py), if it runs."""
+    for child in children(pid):
+        try:
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"natlab.reaper" in cmd:
+            return child
     return None
 
 
